@@ -1,0 +1,467 @@
+"""The chain-rule engine: local partials, top-down, bottom-up and all paths.
+
+Notation follows seed 002: ``dE/dz_k`` (a :class:`Total`, the delta of node ``z_k``) is
+the total derivative of the loss, ``∂z_l/∂z_k`` (a :class:`Partial`) the local partial
+of one node's expression with the other nodes held as symbols.
+
+>>> import sympy as sp
+>>> from symprop import Network, sigmoid
+>>> x, t, w, h, E = sp.symbols("x t w h E")
+>>> net = Network({h: sigmoid(w*x), E: (t - h)**2/2}, loss=E, params=[w],
+...               inputs=[x], targets=[t])
+>>> d = net.derive(w)
+>>> from symprop.printing import text_chain
+>>> text_chain(d.in_deltas)
+'dE/dh*h*(1 - h)*x'
+>>> text_chain(d.as_paths)
+'∂E/∂h*∂h/∂w'
+>>> d.substituted
+x*(1 - sigmoid(w*x))*(-t + sigmoid(w*x))*sigmoid(w*x)
+
+Speed: a network's local partials are computed once, by one reverse sweep over each
+node's expression (linear in its size), and kept as tuples of factors in chain order;
+SymPy products are only built when a form is asked for. So deriving every weight of a
+784-128-10 MLP costs tuple work per weight, not a SymPy multiplication.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+from .graph import Network, NetworkError
+
+__all__ = ["Partial", "Total", "Step", "Derivation", "LocalPartial", "derive", "METHODS"]
+
+METHODS = ("top-down", "bottom-up", "paths")
+
+# A fully substituted gradient larger than this many tree nodes is not built (see notes).
+MAX_SUBSTITUTED_SIZE = 100_000
+
+
+class Partial(sp.Symbol):
+    """The local partial ``∂of/∂wrt``: one edge of the graph, other nodes held fixed."""
+
+    def __new__(cls, of: sp.Symbol, wrt: sp.Symbol):
+        obj = super().__new__(cls, f"p{of.name}_p{wrt.name}")
+        obj.of, obj.wrt = of, wrt
+        return obj
+
+    def __getnewargs_ex__(self):
+        return (self.of, self.wrt), {}
+
+
+class Total(sp.Symbol):
+    """The total derivative ``dof/dwrt`` of the loss with respect to a node: its delta."""
+
+    def __new__(cls, of: sp.Symbol, wrt: sp.Symbol):
+        obj = super().__new__(cls, f"d{of.name}_d{wrt.name}")
+        obj.of, obj.wrt = of, wrt
+        return obj
+
+    def __getnewargs_ex__(self):
+        return (self.of, self.wrt), {}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One line of a derivation: ``lhs = rhs`` justified by ``rule``.
+
+    Rules: ``"factor at the bottom"`` (``"finish at the bottom"`` top-down), ``"sum over consumers"``, ``"loss directly"``,
+    ``"local partial"``, ``"sum over paths"``, ``"substitute"``. For local partials,
+    ``because`` lists the derivative rules used (``"sigmoid"``, ``"multiply"``, ...).
+    """
+
+    rule: str
+    lhs: sp.Expr
+    rhs: sp.Expr
+    node: sp.Symbol | None = None
+    because: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LocalPartial:
+    """``∂of/∂wrt`` as a sum of products.
+
+    Each product is a pair ``(chain, algebra)``: the derivatives of the functions met on
+    the way down (outermost first) and the factors from sums, products and powers.
+    """
+
+    of: sp.Symbol
+    wrt: sp.Symbol
+    products: tuple[tuple[tuple[sp.Expr, ...], tuple[sp.Expr, ...]], ...]
+    because: tuple[str, ...]
+
+    @functools.cached_property
+    def expr(self) -> sp.Expr:
+        """The evaluated (canonical) SymPy expression."""
+        return sp.Add(*[sp.Mul(*chain, *algebra) for chain, algebra in self.products])
+
+    @functools.cached_property
+    def display(self) -> sp.Expr:
+        """In chain order, as the texts write it: ``g'(u) * w``, ``z (1 - z) * x``."""
+        return _chain_sum([_chain(chain + (sp.Mul(*algebra),)) for chain, algebra in self.products])
+
+
+def _chain(factors) -> sp.Expr:
+    """An unevaluated product that keeps its factors in order (numbers merged in front)."""
+    number, rest = sp.S.One, []
+    for f in _flat(factors):
+        if f.is_Number:
+            number *= f
+        elif f != 1:
+            rest.append(f)
+    if number == 0:
+        return sp.S.Zero
+    if not rest:
+        return number
+    if number != 1:
+        rest.insert(0, number)
+    return rest[0] if len(rest) == 1 else sp.Mul(*rest, evaluate=False)
+
+
+def _flat(factors):
+    for f in factors:
+        if f.is_Mul:
+            yield from _flat(f.args)
+        else:
+            yield f
+
+
+def _chain_sum(terms) -> sp.Expr:
+    terms = [t for t in terms if t != 0]
+    if not terms:
+        return sp.S.Zero
+    return terms[0] if len(terms) == 1 else sp.Add(*terms, evaluate=False)
+
+
+# -- local partials: one reverse sweep over a node's expression ---------------------------
+
+def _sweep(expr, chain, algebra, because, wanted, out, outputs):
+    """Push the adjoint ``chain`` x ``algebra`` down ``expr``; collect it at wanted symbols.
+
+    ``because`` accumulates the names of the rules used, so every local partial can say
+    which derivative rules produced it (seed 004's gate rules).
+    """
+    if expr.is_Symbol:
+        if expr in wanted:
+            out.setdefault(expr, []).append(((chain, algebra), because))
+        return
+    if expr.is_Atom or not (expr.free_symbols & wanted):
+        return
+    if expr.is_Add:
+        for arg in expr.args:
+            _sweep(arg, chain, algebra, because, wanted, out, outputs)
+    elif expr.is_Mul:
+        args = expr.args
+        for i, arg in enumerate(args):
+            if arg.free_symbols & wanted:
+                others = args[:i] + args[i + 1:]
+                other = others[0] if len(others) == 1 else sp.Mul(*others)
+                rule = "scale" if other.is_Number else "multiply"
+                _sweep(arg, chain, algebra + (other,), _add_rule(because, rule), wanted, out, outputs)
+    elif expr.is_Pow:
+        base, exponent = expr.args
+        if base.free_symbols & wanted:
+            local = exponent * base ** (exponent - 1)
+            _sweep(base, chain, algebra + (local,), _add_rule(because, "power"), wanted, out, outputs)
+        if exponent.free_symbols & wanted:
+            local = sp.log(base) * expr
+            _sweep(exponent, chain, algebra + (local,), _add_rule(because, "exponential"), wanted, out, outputs)
+    elif isinstance(expr, sp.Function):
+        for i, arg in enumerate(expr.args):
+            if arg.free_symbols & wanted:
+                try:
+                    local = expr.fdiff(i + 1)
+                except Exception as err:  # SymPy raises several types for "no rule"
+                    raise NetworkError(f"no derivative rule for {expr.func.__name__} in {expr}: {err}") from None
+                if outputs:
+                    local = local.xreplace(outputs)
+                _sweep(arg, chain + (local,), algebra, _add_rule(because, _rule_name(expr)), wanted, out, outputs)
+    else:
+        raise NetworkError(f"no derivative rule for {type(expr).__name__} in {expr}")
+
+
+def _add_rule(because, rule):
+    return because if rule in because else because + (rule,)
+
+
+def _rule_name(expr) -> str:
+    from .functions import GenericFunction
+
+    return "generic" if isinstance(expr, GenericFunction) else expr.func.__name__
+
+
+class _Engine:
+    """Per-network memo of local partials (and fully substituted node definitions)."""
+
+    def __init__(self, net: Network, in_outputs: bool):
+        self.net = net
+        # s'(u) -> z (1 - z) where z = s(u) is a node: replace node definitions by the node
+        self.outputs = (
+            {expr: k for k, expr in net.nodes.items() if isinstance(expr, sp.Function)} if in_outputs else {}
+        )
+        self._local: dict[sp.Symbol, dict[sp.Symbol, LocalPartial]] = {}
+        self._full: dict[sp.Symbol, sp.Expr] = {}
+        self._full_size: dict[sp.Symbol, int] = {}
+
+    def local(self, node: sp.Symbol, wrt: sp.Symbol) -> LocalPartial:
+        """``∂node/∂wrt``, computed with every other partial of ``node`` in one sweep."""
+        known = self._local.setdefault(node, {})
+        if wrt not in known:
+            # one sweep for everything of this node that derivations ask for: nodes and
+            # parameters first; inputs and targets in a second sweep only when asked
+            leaves = set(self.net.inputs) | set(self.net.targets)
+            wanted = {s for s in self.net.producers[node] if s not in known and (s not in leaves) == (wrt not in leaves)}
+            wanted.add(wrt)
+            out: dict = {}
+            _sweep(self.net.nodes[node], (), (), (), wanted, out, self.outputs)
+            for s in wanted:
+                found = out.get(s, [])
+                because: tuple[str, ...] = ()
+                for _, rules in found:
+                    for r in rules:
+                        because = _add_rule(because, r)
+                if len(found) > 1:
+                    because = _add_rule(because, "fan-out")
+                known[s] = LocalPartial(node, s, tuple(f for f, _ in found), because)
+        return known[wrt]
+
+    def full_size(self, node: sp.Symbol) -> int:
+        """Tree size of the node's definition with every node substituted by its own."""
+        for k in self.net.order:  # topological order: producers first, no recursion
+            if k not in self._full_size:
+                self._full_size[k] = sum(
+                    self._full_size[s] if s in self.net.nodes else 1
+                    for s in sp.preorder_traversal(self.net.nodes[k])
+                )
+        return self._full_size[node]
+
+    def full(self, node: sp.Symbol) -> sp.Expr:
+        """The node's definition in inputs, targets and parameters only."""
+        for k in self.net.order:
+            if k not in self._full:
+                inner = {s: self._full[s] for s in self.net.producers[k] if s in self.net.nodes}
+                self._full[k] = self.net.nodes[k].xreplace(inner)
+            if k == node:
+                break
+        return self._full[node]
+
+    def substitute(self, expr: sp.Expr) -> sp.Expr:
+        return expr.xreplace({s: self.full(s) for s in expr.free_symbols if s in self.net.nodes})
+
+
+def _engine(net: Network, in_outputs: bool) -> _Engine:
+    engines = net.__dict__.setdefault("_engines", {})
+    if in_outputs not in engines:
+        engines[in_outputs] = _Engine(net, in_outputs)
+    return engines[in_outputs]
+
+
+# -- derivations ---------------------------------------------------------------------------
+
+class Derivation:
+    """dE/dw for one parameter or input, derived by one method, as data.
+
+    ``steps`` is the ordered list of :class:`Step` records; the result comes in four
+    forms: ``in_deltas`` (deltas times local partials, what backprop stores),
+    ``as_paths`` (the sum over paths of products of abstract local partials, seed 002
+    §1.9), ``in_local_partials`` (that sum with every partial written out) and
+    ``substituted`` (in inputs, targets and parameters only). ``as_paths`` and
+    ``in_local_partials`` are None past ``max_paths`` paths, ``substituted`` past
+    ``MAX_SUBSTITUTED_SIZE``; ``notes`` says why.
+    """
+
+    def __init__(self, net: Network, wrt: sp.Symbol, method: str, engine: _Engine, max_paths: int):
+        self.network = net
+        self.target = net.loss
+        self.wrt = wrt
+        self.method = method
+        self.max_paths = max_paths
+        self._engine = engine
+        # the nodes that use w directly and lie on a path to the loss: dE/dw = sum over them
+        self.users = tuple(k for k in net.consumers[wrt] if k in net.ancestors_of_loss)
+        self.bottom = tuple(engine.local(k, wrt) for k in self.users)
+        self.notes: list[str] = []
+
+    @functools.cached_property
+    def path_count(self) -> int:
+        return self.network.path_count(self.wrt)
+
+    @functools.cached_property
+    def paths(self) -> list[tuple[sp.Symbol, ...]] | None:
+        if self.path_count > self.max_paths:
+            self.notes.append(
+                f"{self.path_count} paths lead from {self.wrt} to {self.target}, more than "
+                f"max_paths={self.max_paths}: the path forms are left out"
+            )
+            return None
+        return self.network.paths(self.wrt, self.max_paths)
+
+    # -- the four forms
+
+    @functools.cached_property
+    def in_deltas(self) -> sp.Expr:
+        """``sum_k dE/dz_k * ∂z_k/∂w`` with each local partial written out."""
+        return _chain_sum([_chain((self._delta(lp.of),) + (lp.display,)) for lp in self.bottom])
+
+    @functools.cached_property
+    def as_paths(self) -> sp.Expr | None:
+        if self.paths is None:
+            return None
+        return _chain_sum([_chain(Partial(b, a) for a, b in _edges_down(p)) for p in self.paths])
+
+    @functools.cached_property
+    def in_local_partials(self) -> sp.Expr | None:
+        if self.paths is None:
+            return None
+        local = self._engine.local
+        return _chain_sum([_chain(local(b, a).display for a, b in _edges_down(p)) for p in self.paths])
+
+    @functools.cached_property
+    def expr(self) -> sp.Expr:
+        """The gradient as one evaluated expression in node symbols (no deltas, no paths)."""
+        return sp.Add(*[self._delta_expr(lp.of) * lp.expr for lp in self.bottom])
+
+    @functools.cached_property
+    def substituted(self) -> sp.Expr | None:
+        engine = self._engine
+        size = self.path_count * sum(engine.full_size(k) for k in self.network.on_paths(self.wrt))
+        if size > MAX_SUBSTITUTED_SIZE:
+            self.notes.append(
+                f"the fully substituted gradient would have about {size:,} tree nodes "
+                f"(limit {MAX_SUBSTITUTED_SIZE:,}); use the forms in deltas or local partials"
+            )
+            return None
+        return engine.substitute(self.expr)
+
+    # -- steps
+
+    @functools.cached_property
+    def steps(self) -> list[Step]:
+        net, E, w = self.network, self.target, self.wrt
+        nodes = [k for k in net.on_paths(w) if k != E]
+        steps: list[Step] = []
+        bottom = self._factor_at_bottom()
+        if self.method == "paths":
+            if self.paths is not None:
+                steps.append(Step("sum over paths", Total(E, w), self.as_paths))
+                edges = dict.fromkeys(e for p in self.paths for e in _edges_down(p))
+                steps += [self._local_step(b, a) for a, b in edges]
+        else:
+            walk = nodes if self.method == "bottom-up" else _top_down_order(net, nodes)
+            if self.method == "bottom-up":
+                steps += bottom
+            for k in walk:
+                steps += self._delta_steps(k)
+            if self.method == "top-down":
+                steps += bottom
+            if self.as_paths is not None:
+                steps.append(Step("substitute", Total(E, w), self.as_paths))
+        if self.in_local_partials is not None:
+            steps.append(Step("substitute", Total(E, w), self.in_local_partials))
+        return steps
+
+    def _factor_at_bottom(self) -> list[Step]:
+        E, w = self.target, self.wrt
+        rhs = _chain_sum([_chain((self._delta(k), Partial(k, w))) for k in self.users])
+        rule = "finish at the bottom" if self.method == "top-down" else "factor at the bottom"
+        return [Step(rule, Total(E, w), rhs)] + [self._local_step(k, w) for k in self.users]
+
+    def _delta_steps(self, k) -> list[Step]:
+        E, net = self.target, self.network
+        consumers = [l for l in net.consumers[k] if l in net.ancestors_of_loss]
+        rhs = _chain_sum([_chain((self._delta(l), Partial(l, k))) for l in consumers])
+        rule = "loss directly" if consumers == [E] else "sum over consumers"
+        return [Step(rule, Total(E, k), rhs, node=k)] + [self._local_step(l, k) for l in consumers]
+
+    def _local_step(self, of, wrt) -> Step:
+        lp = self._engine.local(of, wrt)
+        return Step("local partial", Partial(of, wrt), lp.display, node=of, because=lp.because)
+
+    def _delta(self, k):
+        return sp.S.One if k == self.target else Total(self.target, k)
+
+    def _delta_expr(self, k) -> sp.Expr:
+        return _delta_exprs(self._engine, k)
+
+    # -- presentation
+
+    def __str__(self) -> str:
+        from .printing import format_derivation
+
+        return format_derivation(self)
+
+    def __repr__(self) -> str:
+        return f"<Derivation d{self.target}/d{self.wrt} by {self.method}, {len(self.users)} direct uses>"
+
+
+def _delta_exprs(engine: _Engine, k) -> sp.Expr:
+    """dE/dz_k as an evaluated expression in node symbols, memoized per engine."""
+    memo = engine.__dict__.setdefault("_delta", {})
+    net = engine.net
+    if not memo:  # every node's delta, from the loss down (iterative: deep nets are fine)
+        memo[net.loss] = sp.S.One
+        for node in reversed(net.order):
+            if node != net.loss and node in net.ancestors_of_loss:
+                memo[node] = _delta_sum(engine, memo, node)
+    if k not in memo:
+        memo[k] = _delta_sum(engine, memo, k)
+    return memo[k]
+
+
+def _delta_sum(engine, memo, k):
+    net = engine.net
+    return sp.Add(*[memo[l] * engine.local(l, k).expr for l in net.consumers[k] if l in net.ancestors_of_loss])
+
+
+def _top_down_order(net: Network, nodes):
+    """Nodes from the loss downward, level by level (longest distance to the loss), so
+    that siblings keep their declaration order: z_1, z_2, z_3 before z_5 (seed 002)."""
+    height = {net.loss: 0}
+    for k in reversed(net.order):
+        if k != net.loss and k in net.ancestors_of_loss:
+            height[k] = 1 + max(height[l] for l in net.consumers[k] if l in height)
+    position = {k: i for i, k in enumerate(net.order)}
+    return sorted(nodes, key=lambda k: (height[k], position[k]))
+
+
+def _edges_down(path):
+    """The edges of a path ``(w, z_k, ..., E)`` as (producer, consumer), loss end first."""
+    return [(path[i], path[i + 1]) for i in reversed(range(len(path) - 1))]
+
+
+def derive(net: Network, wrt=None, *, method: str = "top-down", in_outputs: bool = True, max_paths: int = 1000):
+    """Derive dE/dw by ``method`` for ``wrt``: one symbol/name, a list, or None for all params.
+
+    ``in_outputs`` writes activation derivatives in terms of node outputs, as the texts do
+    (``sigma'(u)`` becomes ``z (1 - z)`` where ``z = sigma(u)`` is a node). Path forms are
+    built only up to ``max_paths`` paths. A single ``wrt`` returns a :class:`Derivation`,
+    otherwise a dict symbol -> Derivation in the order asked (top-down shares one pass).
+
+    >>> import sympy as sp
+    >>> from symprop import mlp
+    >>> net = mlp([2, 2, 1], hidden="sigmoid", output="sigmoid", loss="half_sse")
+    >>> grads = net.derive()
+    >>> len(grads) == len(net.params)
+    True
+    """
+    if method not in METHODS:
+        raise NetworkError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    engine = _engine(net, in_outputs)
+    if wrt is None:
+        targets = list(net.params)
+    elif isinstance(wrt, (str, sp.Symbol)):
+        return Derivation(net, _resolve(net, wrt), method, engine, max_paths)
+    else:
+        targets = [_resolve(net, w) for w in wrt]
+    return {w: Derivation(net, w, method, engine, max_paths) for w in targets}
+
+
+def _resolve(net: Network, wrt) -> sp.Symbol:
+    symbol = net.symbol(wrt) if isinstance(wrt, str) else wrt
+    if symbol not in net.params and symbol not in net.inputs:
+        raise NetworkError(f"can only differentiate with respect to a parameter or an input, not {symbol}", symbol)
+    return symbol
