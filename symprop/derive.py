@@ -33,7 +33,7 @@ import sympy as sp
 
 from .graph import Network, NetworkError
 
-__all__ = ["Partial", "Total", "Step", "Derivation", "LocalPartial", "derive", "METHODS"]
+__all__ = ["Partial", "Total", "Step", "Derivation", "LocalPartial", "derive", "local_partial", "delta_expr", "METHODS"]
 
 METHODS = ("top-down", "bottom-up", "paths")
 
@@ -149,30 +149,28 @@ def _sweep(expr, chain, algebra, because, wanted, out, outputs):
         if expr in wanted:
             out.setdefault(expr, []).append(((chain, algebra), because))
         return
-    if expr.is_Atom or not (expr.free_symbols & wanted):
-        return
     if expr.is_Add:
         for arg in expr.args:
             _sweep(arg, chain, algebra, because, wanted, out, outputs)
     elif expr.is_Mul:
         args = expr.args
         for i, arg in enumerate(args):
-            if arg.free_symbols & wanted:
+            if _involves(arg, wanted):
                 others = args[:i] + args[i + 1:]
                 other = others[0] if len(others) == 1 else sp.Mul(*others)
                 rule = "scale" if other.is_Number else "multiply"
                 _sweep(arg, chain, algebra + (other,), _add_rule(because, rule), wanted, out, outputs)
     elif expr.is_Pow:
         base, exponent = expr.args
-        if base.free_symbols & wanted:
+        if _involves(base, wanted):
             local = exponent * base ** (exponent - 1)
             _sweep(base, chain, algebra + (local,), _add_rule(because, "power"), wanted, out, outputs)
-        if exponent.free_symbols & wanted:
+        if _involves(exponent, wanted):
             local = sp.log(base) * expr
             _sweep(exponent, chain, algebra + (local,), _add_rule(because, "exponential"), wanted, out, outputs)
     elif isinstance(expr, sp.Function):
         for i, arg in enumerate(expr.args):
-            if arg.free_symbols & wanted:
+            if _involves(arg, wanted):
                 try:
                     local = expr.fdiff(i + 1)
                 except Exception as err:  # SymPy raises several types for "no rule"
@@ -182,6 +180,12 @@ def _sweep(expr, chain, algebra, because, wanted, out, outputs):
                 _sweep(arg, chain + (local,), algebra, _add_rule(because, _rule_name(expr)), wanted, out, outputs)
     else:
         raise NetworkError(f"no derivative rule for {type(expr).__name__} in {expr}")
+
+
+def _involves(expr, wanted) -> bool:
+    if expr.is_Symbol:
+        return expr in wanted
+    return not expr.is_Atom and not wanted.isdisjoint(expr.free_symbols)
 
 
 def _add_rule(because, rule):
@@ -458,6 +462,26 @@ def derive(net: Network, wrt=None, *, method: str = "top-down", in_outputs: bool
     else:
         targets = [_resolve(net, w) for w in wrt]
     return {w: Derivation(net, w, method, engine, max_paths) for w in targets}
+
+
+def local_partial(net: Network, of: sp.Symbol, wrt: sp.Symbol, *, in_outputs: bool = True) -> LocalPartial:
+    """The local partial ``∂of/∂wrt`` of node ``of``'s expression (memoized per network).
+
+    >>> import sympy as sp
+    >>> from symprop import Network, sigmoid
+    >>> x, w, h, E = sp.symbols("x w h E")
+    >>> net = Network({h: sigmoid(w*x), E: h**2}, loss=E, params=[w], inputs=[x])
+    >>> local_partial(net, h, w).expr
+    h*x*(1 - h)
+    >>> local_partial(net, h, w, in_outputs=False).expr
+    x*(1 - sigmoid(w*x))*sigmoid(w*x)
+    """
+    return _engine(net, in_outputs).local(of, wrt)
+
+
+def delta_expr(net: Network, node: sp.Symbol, *, in_outputs: bool = True) -> sp.Expr:
+    """dE/d(node) as one evaluated expression in node symbols (memoized per network)."""
+    return _delta_exprs(_engine(net, in_outputs), node)
 
 
 def _resolve(net: Network, wrt) -> sp.Symbol:

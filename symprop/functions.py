@@ -59,10 +59,8 @@ class step(sp.Function, _Explicit):
 
     @classmethod
     def eval(cls, x):
-        if x.is_extended_positive:
-            return sp.S.One
-        if x.is_extended_nonpositive:
-            return sp.S.Zero
+        if x.is_Number:  # numbers only: asking the assumptions of a big sum is slow
+            return sp.S.One if x > 0 else sp.S.Zero
 
     def fdiff(self, argindex=1):
         return sp.S.Zero
@@ -77,7 +75,7 @@ class sigmoid(sp.Function, _Explicit):
 
     @classmethod
     def eval(cls, x):
-        if x.is_zero:
+        if x.is_Number and x == 0:
             return sp.S.Half
 
     def fdiff(self, argindex=1):
@@ -94,10 +92,8 @@ class relu(sp.Function, _Explicit):
 
     @classmethod
     def eval(cls, x):
-        if x.is_extended_nonnegative:
-            return x
-        if x.is_extended_negative:
-            return sp.S.Zero
+        if x.is_Number:
+            return x if x > 0 else sp.S.Zero
 
     def fdiff(self, argindex=1):
         if argindex != 1:
@@ -121,10 +117,8 @@ class leaky_relu(sp.Function, _Explicit):
     def eval(cls, x, a=None):
         if a is None:
             return cls(x, sp.Rational(1, 100))
-        if x.is_extended_nonnegative:
-            return x
-        if x.is_extended_negative:
-            return a * x
+        if x.is_Number:
+            return x if x > 0 else a * x
 
     def fdiff(self, argindex=1):
         x, a = self.args

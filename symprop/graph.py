@@ -190,9 +190,9 @@ class Network:
         if self.loss not in self.nodes:
             raise NetworkError(f"the loss {self.loss} is not a defined node", self.loss)
         for k, expr in self.nodes.items():
-            for s in sorted(expr.free_symbols, key=str):
-                if s not in seen and s not in self.nodes:
-                    raise NetworkError(
+            unknown = [s for s in expr.free_symbols if s not in seen and s not in self.nodes]
+            for s in sorted(unknown, key=str)[:1]:
+                raise NetworkError(
                         f"node {k} uses {s}, which is neither declared (input, target, parameter) "
                         "nor defined as a node",
                         s,
