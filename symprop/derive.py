@@ -149,6 +149,8 @@ def _sweep(expr, chain, algebra, because, wanted, out, outputs):
         if expr in wanted:
             out.setdefault(expr, []).append(((chain, algebra), because))
         return
+    if expr.is_Atom:
+        return
     if expr.is_Add:
         for arg in expr.args:
             _sweep(arg, chain, algebra, because, wanted, out, outputs)
@@ -400,6 +402,12 @@ class Derivation:
 
     def __repr__(self) -> str:
         return f"<Derivation d{self.target}/d{self.wrt} by {self.method}, {len(self.users)} direct uses>"
+
+    def _repr_latex_(self) -> str:
+        """Jupyter shows the steps as rendered LaTeX, in the network's display names."""
+        from .printing import latex_derivation
+
+        return "$\\displaystyle " + latex_derivation(self, self.network.display) + "$"
 
 
 def _delta_exprs(engine: _Engine, k) -> sp.Expr:

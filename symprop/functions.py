@@ -332,14 +332,18 @@ class GenericFunction(sp.Function):
         return generic(self.base_name, self.order + 1)(self.args[0])
 
 
-@functools.cache
 def generic(name: str, order: int = 0) -> type[GenericFunction]:
     """The generic activation called ``name`` (or its ``order``-th derivative).
 
-    The same name always gives the same class, so ``generic("g")(u) == generic("g")(u)``.
+    The same name always gives the same class, so ``generic("g")(u) == generic("g", 0)(u)``.
     """
     if not name.isidentifier():
         raise ValueError(f"generic function name {name!r} is not an identifier")
+    return _generic_class(name, int(order))
+
+
+@functools.cache
+def _generic_class(name: str, order: int) -> type[GenericFunction]:
     spelled = name + "_prime" * order
     return type(spelled, (GenericFunction,), {"base_name": name, "order": order})
 
