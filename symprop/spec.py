@@ -324,7 +324,7 @@ class Spec:
     file: str
     network: Network
     symbols: dict[str, sp.Symbol]
-    functions: dict[str, type]
+    functions: dict[str, type]  # the declared generics g and their derivatives g_prime
     values: dict[sp.Symbol, float | tuple[float, ...]]
     bind: dict[str, str]
     display: dict[sp.Symbol, str]
@@ -461,7 +461,7 @@ def spec_from_text(text: str, file: str = "<string>") -> Spec:
         )
     except NetworkError as err:
         fail(_network_key(err.symbol, node_texts, loss, groups), str(err))
-    return Spec(file, network, symbols, generics, values, bind, display, raw)
+    return Spec(file, network, symbols, table, values, bind, display, raw)
 
 
 def _check_name(fail, key, name):

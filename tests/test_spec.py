@@ -317,7 +317,7 @@ def test_valid_spec_loads(tmp_path):
     assert spec.values[s["x_1"]] == (0.05, 0.1) and spec.values[s["w_1"]] == 0.15
     assert spec.values[s["v"]] == 1.0 and isinstance(spec.values[s["v"]], float)
     assert spec.display == {s["w_1"]: "w^{(1)}_{1}"} and net.display_name(s["w_1"]) == "w^{(1)}_{1}"
-    assert spec.functions == {"g": g} and spec.bind == {"g": "tanh"}
+    assert spec.functions == {"g": g, "g_prime": g1} and spec.bind == {"g": "tanh"}
     assert spec.raw["network"]["loss"] == "E"
 
 
