@@ -16,16 +16,21 @@ from hypothesis import strategies as st
 from symprop import Network, functions as F
 
 G = F.generic("g")
-ACTIVATIONS = ["sigmoid", "tanh", "relu", "leaky_relu", "softplus", "identity", "g", "max", "product", "exp"]
+ACTIVATIONS = [
+    "sigmoid", "tanh", "relu", "leaky_relu", "softplus", "identity", "g", "max", "min", "softmax", "product", "exp",
+]
 LOSSES = ["half_sse", "mse", "softmax_cross_entropy", "cross_entropy", "binary_cross_entropy"]
+
+
+_U = sp.Dummy("u")
+_TANH_DERIVATIVES = [sp.diff(sp.tanh(_U), _U, order) for order in range(3)]
 
 
 def bind_generic(expr):
     """Bind the generic g to tanh (and g', g'') so the expression has numbers."""
-    u = sp.Dummy("u")
-    for order in range(3):
-        f = sp.diff(sp.tanh(u), u, order)
-        expr = expr.replace(F.generic("g", order), lambda arg, f=f: f.xreplace({u: arg}))
+    for order, f in enumerate(_TANH_DERIVATIVES):
+        if expr.has(F.generic("g", order)):
+            expr = expr.replace(F.generic("g", order), lambda arg, f=f: f.xreplace({_U: arg}))
     return expr
 
 
@@ -67,8 +72,11 @@ def dag_networks(draw, max_hidden=5):
         reads = rng.sample(available, fan_in)
         u = sp.Add(*[rng.choice(pool) * r for r in reads])
         act = draw(st.sampled_from(ACTIVATIONS))
-        if act == "max":
-            expr = F.maximum(u, rng.choice(pool) * rng.choice(available))
+        if act in ("max", "min"):
+            gate = F.maximum if act == "max" else F.minimum
+            expr = gate(u, rng.choice(pool) * rng.choice(available))
+        elif act == "softmax":
+            expr = F.softmax(rng.randint(1, 2), u, rng.choice(pool) * rng.choice(available))
         elif act == "product":
             expr = u * rng.choice(available)
         elif act == "exp":
