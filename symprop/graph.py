@@ -68,12 +68,11 @@ class Network:
         self.reduction = reduction
         self.display = dict(display or {})
 
-        self._check_roles()
+        reads = {k: expr.free_symbols for k, expr in self.nodes.items()}  # computed once: big sums are slow
+        self._check_roles(reads)
         # producers: what each node reads, in a fixed order (leaves by role, then nodes)
         rank = {s: i for i, s in enumerate(self.inputs + self.targets + self.params + tuple(self.nodes))}
-        self.producers = {
-            k: tuple(sorted(expr.free_symbols, key=rank.__getitem__)) for k, expr in self.nodes.items()
-        }
+        self.producers = {k: tuple(sorted(reads[k], key=rank.__getitem__)) for k in self.nodes}
         self.order = _topological_order(self.nodes, self.producers)
         consumers: dict[sp.Symbol, list[sp.Symbol]] = {s: [] for s in rank}
         for k in self.order:
@@ -177,7 +176,7 @@ class Network:
 
     # -- helpers -----------------------------------------------------------------------
 
-    def _check_roles(self):
+    def _check_roles(self, reads):
         seen: dict[sp.Symbol, str] = {}
         for role, group in (("input", self.inputs), ("target", self.targets), ("parameter", self.params)):
             for s in group:
@@ -189,8 +188,8 @@ class Network:
                 raise NetworkError(f"{k} is declared as {seen[k]} and also defined as a node", k)
         if self.loss not in self.nodes:
             raise NetworkError(f"the loss {self.loss} is not a defined node", self.loss)
-        for k, expr in self.nodes.items():
-            unknown = [s for s in expr.free_symbols if s not in seen and s not in self.nodes]
+        for k, symbols in reads.items():
+            unknown = [s for s in symbols if s not in seen and s not in self.nodes]
             for s in sorted(unknown, key=str)[:1]:
                 raise NetworkError(
                         f"node {k} uses {s}, which is neither declared (input, target, parameter) "
