@@ -147,7 +147,7 @@ class softplus(sp.Function, _Explicit):
 
 def identity(x):
     """The identity activation: returns its argument, so it adds no factor to any chain."""
-    return sp.sympify(x)
+    return sp.sympify(x, strict=True)  # strict: never parses text
 
 
 class maximum(sp.Function, _Explicit):
@@ -355,7 +355,7 @@ def explicit(expr):
     >>> explicit(sigmoid(sp.Symbol("x")))
     1/(1 + exp(-x))
     """
-    expr = sp.sympify(expr)
+    expr = sp.sympify(expr, strict=True)
     if isinstance(expr, _Explicit):
         return expr.explicit()
     if not expr.args:
