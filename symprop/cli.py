@@ -84,9 +84,87 @@ def _derivation_json(d) -> dict:
     return record
 
 
+# -- solve and exam: LaTeX documents ---------------------------------------------------
+
+def _add_document_options(p):
+    p.add_argument("spec", help="the TOML spec file")
+    p.add_argument("--wrt", action="append", metavar="NAME", help="a parameter or input (repeatable); default: every parameter")
+    p.add_argument("-o", "--output", metavar="FILE.tex", help="write the LaTeX here (atomically); default: standard output")
+    p.add_argument("--pdf", action="store_true", help="also compile FILE.pdf with latexmk or pdflatex (needs -o)")
+    p.add_argument("--title", help="the document title (printed literally)")
+
+
+def _add_solve(commands):
+    p = commands.add_parser("solve", help="write a worked LaTeX solution of dE/dw")
+    _add_document_options(p)
+    p.add_argument("--method", choices=METHODS, default="top-down")
+    p.add_argument("--fragment", action="store_true", help="no preamble: a fragment to \\input into your own document")
+    p.set_defaults(run=_run_solve)
+
+
+def _run_solve(args, out):
+    from .render import render_solution
+
+    if args.pdf and args.fragment:
+        raise UsageError("--pdf needs a standalone document; leave out --fragment")
+    _check_output(args)
+    spec = _load(args.spec)
+    tex = render_solution(
+        spec.network, _wrt_list(spec, args.wrt), method=args.method, values=spec.values,
+        bind=spec.bind, title=args.title, standalone=not args.fragment,
+    )
+    return _emit(args, tex, out)
+
+
+def _add_exam(commands):
+    p = commands.add_parser("exam", help="write an exam question (exam class) with its worked solution")
+    _add_document_options(p)
+    p.add_argument("--method", choices=METHODS, default="bottom-up", help="the method of the solution (default: bottom-up, easier by hand)")
+    p.add_argument("--answers", action="store_true", help="print the answer sheet (\\printanswers); default: the question sheet")
+    p.set_defaults(run=_run_exam)
+
+
+def _run_exam(args, out):
+    from .render import render_exam
+
+    _check_output(args)
+    spec = _load(args.spec)
+    tex = render_exam(
+        spec.network, _wrt_list(spec, args.wrt), method=args.method, values=spec.values,
+        bind=spec.bind, title=args.title, answers=args.answers,
+    )
+    return _emit(args, tex, out)
+
+
+def _check_output(args):
+    if args.pdf and args.output is None:
+        raise UsageError("--pdf needs -o FILE.tex (the PDF is written next to it)")
+
+
+def _emit(args, tex, out):
+    """Print the LaTeX, or write it atomically and optionally compile it."""
+    from .render import LatexError, compile_pdf, write_atomic
+
+    if args.output is None:
+        out.write(tex)
+        return 0
+    try:
+        write_atomic(args.output, tex)
+    except OSError as err:
+        raise UsageError(f"cannot write {args.output}: {err.strerror or err}") from None
+    if args.pdf:
+        try:
+            pdf = compile_pdf(args.output)
+        except LatexError as err:
+            print(f"symprop: {err}", file=sys.stderr)
+            return 1
+        print(f"symprop: wrote {pdf}", file=sys.stderr)
+    return 0
+
+
 # -- entry point ------------------------------------------------------------------------
 
-VERBS = [_add_derive]
+VERBS = [_add_derive, _add_solve, _add_exam]
 
 
 def build_parser() -> argparse.ArgumentParser:
