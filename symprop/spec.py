@@ -44,7 +44,10 @@ import sympy as sp
 from . import functions as fn
 from .graph import Network, NetworkError
 
-__all__ = ["SpecError", "Spec", "parse_expression", "load_spec", "spec_from_text", "FUNCTIONS"]
+__all__ = [
+    "SpecError", "Spec", "parse_expression", "load_spec", "spec_from_text", "FUNCTIONS",
+    "Layers", "load_layers", "layers_from_text",
+]
 
 MAX_LENGTH = 100_000  # characters in one expression
 MAX_DEPTH = 200  # nesting levels of the syntax tree
@@ -329,25 +332,29 @@ class Spec:
     bind: dict[str, str]
     display: dict[sp.Symbol, str]
     raw: dict
+    layers: Layers | None = None  # the [layers] table, when the spec has one
 
 
-_TABLES = ("network", "nodes", "values", "display", "bind")
+_TABLES = ("network", "nodes", "values", "display", "bind", "layers")
 _NETWORK_KEYS = ("inputs", "targets", "params", "functions", "loss", "reduction")
 _ROLES = {"inputs": "input", "targets": "target", "params": "param"}
 
 
 def load_spec(path) -> Spec:
     """Read the TOML spec file at ``path``; see :func:`spec_from_text`."""
+    return spec_from_text(_file_text(path), str(path))
+
+
+def _file_text(path) -> str:
     file = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError(file, None, "no such file") from None
     except UnicodeDecodeError:
         raise SpecError(file, None, "not a UTF-8 text file") from None
     except OSError as err:
         raise SpecError(file, None, f"cannot read: {err.strerror or err}") from None
-    return spec_from_text(text, file)
 
 
 def spec_from_text(text: str, file: str = "<string>") -> Spec:
@@ -365,6 +372,8 @@ def spec_from_text(text: str, file: str = "<string>") -> Spec:
             fail(f"[{name}]", "unknown table; known: " + ", ".join(f"[{t}]" for t in _TABLES))
         if not isinstance(table, dict):
             fail(f"[{name}]", "must be a table")
+    if "layers" in raw:
+        return _layers_spec(raw, file)
     for name in ("network", "nodes"):
         if name not in raw:
             fail(f"[{name}]", "missing table")
@@ -493,3 +502,154 @@ def _network_key(symbol, node_texts, loss, groups):
     if symbol.name == loss:
         return "[network] loss"
     return next((f"[network] {key}" for key in _ROLES if symbol.name in groups[key]), "[network]")
+
+
+# -- [layers]: a layered network in a few lines -------------------------------------------
+# [layers] sizes = [784, 128, 10], hidden, output, loss (names as in symprop.layered.mlp),
+# reduction, seed and batch (random weights and data for the numbers). It stands in for
+# [network] and [nodes]; [values] may give numbers by mlp's names (x_1, t_1, w_1_2_1, b_1_2).
+
+MAX_SCALAR_PARAMS = 200_000  # a bigger [layers] network is refused in the scalar form
+_LAYERS_KEYS = ("sizes", "hidden", "output", "loss", "reduction", "seed", "batch")
+_LAYERS_NAME = r"(x|t)_(\d+)|(w)_(\d+)_(\d+)_(\d+)|(b)_(\d+)_(\d+)"
+
+
+@dataclass(frozen=True)
+class Layers:
+    """A ``[layers]`` table: a fully connected network given by its layer widths.
+
+    ``hidden`` is one activation name or one per hidden layer; ``values`` maps mlp's
+    names to numbers (a tuple is a batch); ``seed`` and ``batch`` draw random weights and
+    data (:func:`symprop.matrix.random_layered`) when ``values`` is empty.
+    """
+
+    file: str
+    sizes: tuple[int, ...]
+    hidden: str | tuple[str, ...]
+    output: str
+    loss: str
+    reduction: str
+    seed: int
+    batch: int
+    values: dict[str, float | tuple[float, ...]]
+
+    @property
+    def param_count(self) -> int:
+        return sum(n * (m + 1) for m, n in zip(self.sizes, self.sizes[1:]))
+
+
+def load_layers(path) -> Layers | None:
+    """The ``[layers]`` table of the spec file at ``path``, or None if it has none.
+
+    Cheap at any size: nothing is built, so a 150528-100-10 network loads at once.
+    """
+    return layers_from_text(_file_text(path), str(path))
+
+
+def layers_from_text(text: str, file: str = "<string>") -> Layers | None:
+    """:func:`load_layers` for TOML text.
+
+    >>> layers_from_text('[layers]\\nsizes = [784, 128, 10]\\noutput = "softmax"\\nloss = "cross_entropy"').sizes
+    (784, 128, 10)
+    """
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(file, "TOML", str(err)) from None
+    if "layers" not in raw:
+        return None
+    return _read_layers(raw, file)
+
+
+def _read_layers(raw, file) -> Layers:
+    def fail(key, problem):
+        raise SpecError(file, key, problem)
+
+    for name in raw:
+        if name not in ("layers", "values"):
+            fail(f"[{name}]", "a [layers] spec defines its network itself: only [values] may go with it")
+    table = raw["layers"]
+    if not isinstance(table, dict):
+        fail("[layers]", "must be a table")
+    for key in table:
+        if key not in _LAYERS_KEYS:
+            fail(f"[layers] {key}", "unknown key; known: " + ", ".join(_LAYERS_KEYS))
+    sizes = table.get("sizes")
+    if sizes is None:
+        fail("[layers] sizes", "missing key")
+    if not (isinstance(sizes, list) and len(sizes) >= 2
+            and all(type(n) is int and n >= 1 for n in sizes)):
+        fail("[layers] sizes", "must be a list of at least two positive integers (inputs first)")
+    hidden = table.get("hidden", "sigmoid")
+    if isinstance(hidden, list):
+        if len(hidden) != len(sizes) - 2 or not all(isinstance(h, str) for h in hidden):
+            fail("[layers] hidden", f"must be one activation name or a list of {len(sizes) - 2}")
+        hidden = tuple(hidden)
+    names = hidden if isinstance(hidden, tuple) else (hidden,)
+    for name in names:
+        if name not in fn.ACTIVATIONS:
+            fail("[layers] hidden", f"unknown activation {name!r}; known: {', '.join(sorted(fn.ACTIVATIONS))}")
+    output = table.get("output", "identity")
+    if output not in fn.ACTIVATIONS and output != "softmax":
+        fail("[layers] output", f"unknown activation {output!r}; known: {', '.join(sorted(fn.ACTIVATIONS))}, softmax")
+    loss = table.get("loss", "half_sse")
+    if loss not in fn.LOSSES:
+        fail("[layers] loss", f"unknown loss {loss!r}; known: {', '.join(sorted(fn.LOSSES))}")
+    reduction = table.get("reduction", "sum")
+    if reduction not in ("sum", "mean"):
+        fail("[layers] reduction", "must be 'sum' or 'mean'")
+    numbers = {}
+    for key, low in (("seed", 0), ("batch", 1)):
+        value = table.get(key, low)
+        if type(value) is not int or value < low:
+            fail(f"[layers] {key}", f"must be an integer of at least {low}")
+        numbers[key] = value
+    values, batch = {}, None
+    for name, value in raw.get("values", {}).items():
+        key = f"[values] {name}"
+        if not _layers_name(name, sizes):
+            fail(key, f"unknown symbol {name!r} (a [layers] network has x_i, t_j, w_l_j_i and b_l_j)")
+        if isinstance(value, list):
+            if name[0] in "wb":
+                fail(key, "a parameter takes one value, not a batch")
+            if not value:
+                fail(key, "an empty batch")
+            if batch and len(value) != batch[1]:
+                fail(key, f"a batch of {len(value)} values, but {batch[0]} has {batch[1]}")
+            batch = batch or (name, len(value))
+            values[name] = tuple(_number(fail, key, v) for v in value)
+        else:
+            values[name] = _number(fail, key, value)
+    return Layers(file, tuple(sizes), hidden, output, loss, reduction, numbers["seed"], numbers["batch"], values)
+
+
+def _layers_name(name, sizes) -> bool:
+    """Whether ``name`` is an input, target, weight or bias of the layered network."""
+    m = re.fullmatch(_LAYERS_NAME, name)
+    if not m:
+        return False
+    if m[1]:
+        i, n = int(m[2]), sizes[0] if m[1] == "x" else sizes[-1]
+        return 1 <= i <= n
+    l, j, i = (int(m[4]), int(m[5]), int(m[6])) if m[3] else (int(m[8]), int(m[9]), 1)
+    return 1 <= l < len(sizes) and 1 <= j <= sizes[l] and 1 <= i <= sizes[l - 1]
+
+
+def _layers_spec(raw, file) -> Spec:
+    """The scalar form of a [layers] spec: :func:`symprop.layered.mlp` (layer form)."""
+    from .layered import mlp
+
+    layers = _read_layers(raw, file)
+    if layers.param_count > MAX_SCALAR_PARAMS:
+        raise SpecError(file, "[layers] sizes", (
+            f"{layers.param_count:,} parameters are too many for the scalar form (at most "
+            f"{MAX_SCALAR_PARAMS:,}); use the matrix form (symprop derive --form matrix)"))
+    if isinstance(layers.hidden, tuple):
+        raise SpecError(file, "[layers] hidden", "the scalar form takes one hidden activation for every layer")
+    try:
+        network = mlp(layers.sizes, layers.hidden, layers.output, layers.loss, form="layer", reduction=layers.reduction)
+    except NetworkError as err:
+        raise SpecError(file, "[layers]", str(err)) from None
+    symbols = {s.name: s for s in network.symbols}
+    values = {symbols[name]: v for name, v in layers.values.items()}
+    return Spec(file, network, symbols, {}, values, {}, dict(network.display), raw, layers)

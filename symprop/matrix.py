@@ -1,0 +1,1266 @@
+r"""The vector/matrix form of backpropagation for layered networks (seeds 000 and 003).
+
+A layered network computes, for l = 1..L,
+
+    z^l = W^l a^(l-1) + b^l,    a^l = f_l(z^l),    a^0 = x,
+
+and a loss E of the output a^L (``ŷ`` when f_L is softmax) and the target y. Its matrix
+derivation runs top-down with one gate rule of seed 000's table per step:
+
+    δ^L   = ŷ - y                                (softmax + cross-entropy)
+    δ^L   = Diag(f'(z^L)) dE/da^L                 (any other loss: elementwise f)
+    δ^l   = Diag(f'(z^l)) (W^(l+1))^T δ^(l+1)     (z = Wx, then elementwise f; seed 003)
+    dE/dW^l = δ^l (a^(l-1))^T                     (delta^T x)
+    dE/db^l = δ^l                                 (z = x)
+
+and over a batch (samples are columns: X is n_0 x N) the same with matrices, where
+``Diag(v) u`` becomes ``v ⊙ u`` and the bias gradient sums over the samples.
+
+Layout (declared once, kept everywhere): **denominator layout for gradients** — dE/dV of
+the scalar loss has the shape of V (dE/dW^l is n_l x n_(l-1), δ^l = dE/dz^l is a column),
+as in seed 003; **Jacobians ∂u/∂v as in seed 000** — one row per entry of u, one column
+per entry of v (∂z^l/∂a^(l-1) = W^l). So the chain rule reads
+dE/dv = (∂u/∂v)^T dE/du, and seed 000's "dL/dW = δ^T x" (row-vector δ) is δ x^T here.
+
+Dimensions are symbols n_0..n_L (and N for the batch): the derivation is the same for
+every width, so deriving a 150528-100-10 network costs what a 2-3-2 one does. Numbers come
+from compiling the batch steps into NumPy matrix products (:meth:`MatrixDerivation.gradient`).
+
+>>> d = derive_matrix([784, 128, 10], hidden="sigmoid", output="softmax", loss="cross_entropy")
+>>> for step in d.steps[:3]:
+...     print(text(step.lhs), "=", text(step.rhs), f"[{step.rule}]")
+δ^2 = ŷ - y [softmax + cross-entropy]
+dE/dW^2 = δ^2 (a^1)^T [delta^T x]
+dE/db^2 = δ^2 [z = x]
+>>> [(text(q), shape) for q, shape in d.steps[1].shapes]
+[('dE/dW^2', (n_2, n_1)), ('δ^2', (n_2, 1)), ('a^1', (n_1, 1))]
+>>> values = random_layered([784, 128, 10], batch=4, seed=0, targets="onehot")
+>>> [g.shape for g in d.gradient(values).dW]
+[(128, 784), (10, 128)]
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import sympy as sp
+from sympy.matrices.expressions.diagonal import DiagMatrix
+from sympy.matrices.expressions.matexpr import MatrixExpr
+from sympy.printing.precedence import PRECEDENCE
+
+from . import functions as fn
+from .derive import Step
+from .graph import NetworkError
+from .printing import LatexPrinter, TextPrinter
+
+__all__ = [
+    "LAYOUT", "GATES", "MatrixStep", "MatrixDerivation", "MatrixGradient", "LayeredValues",
+    "Jacobian", "Gradient", "Elementwise", "Softmax", "Ones",
+    "derive_matrix", "from_layers", "random_layered", "values_from_scalar", "mlp_bindings",
+    "text", "latex", "render_matrix_solution",
+]
+
+LAYOUT = (
+    "denominator layout: dE/dV has the shape of V (δ^l = dE/dz^l is a column); "
+    "Jacobians ∂u/∂v have one row per entry of u and one column per entry of v (seed 000), "
+    "so dE/dv = (∂u/∂v)^T dE/du"
+)
+
+# Seed 000's table of gates, in this module's layout; Step.rule names one of these (or
+# "chain rule", "substitute", "loss gradient", "softmax", "sigmoid + binary cross-entropy").
+GATES = {
+    "z = Wx": "∂z/∂x = W, so dE/dx = W^T dE/dz",
+    "z = x": "∂z/∂x = I, so dE/dx = dE/dz",
+    "elementwise f": "∂z/∂x = Diag(f'(x)), so dE/dx = f'(x) ⊙ dE/dz",
+    "delta^T x": "z = Wx and δ = dE/dz give dE/dW = δ x^T",
+    "softmax + cross-entropy": "ŷ = softmax(z), E = CE(y, ŷ) give dE/dz = ŷ - y",
+}
+
+E = sp.Symbol("E")
+N = sp.Symbol("N", integer=True, positive=True)  # samples in a batch (columns)
+
+
+# -- matrix expressions of our own ------------------------------------------------------
+# Each prints itself (_sympystr, _latex) so the generic printers need no matrix rules.
+
+class Jacobian(MatrixExpr):
+    """``∂of/∂wrt``: one row per entry of ``of``, one column per entry of ``wrt`` (seed 000)."""
+
+    def __new__(cls, of, wrt):
+        return sp.Basic.__new__(cls, of, wrt)
+
+    @property
+    def shape(self):
+        return (self.args[0].shape[0], self.args[1].shape[0])
+
+    def _sympystr(self, printer):
+        return f"∂{printer._print(self.args[0])}/∂{printer._print(self.args[1])}"
+
+    def _latex(self, printer):
+        of, wrt = (printer._print(a) for a in self.args)
+        return rf"\frac{{\partial {of}}}{{\partial {wrt}}}"
+
+
+class Gradient(MatrixExpr):
+    """``dE/dV`` of the scalar loss: it has the shape of ``V`` (denominator layout)."""
+
+    def __new__(cls, of, wrt):
+        return sp.Basic.__new__(cls, of, wrt)
+
+    @property
+    def shape(self):
+        return self.args[1].shape
+
+    def _sympystr(self, printer):
+        return f"d{printer._print(self.args[0])}/d{printer._print(self.args[1])}"
+
+    def _latex(self, printer):
+        of, wrt = (printer._print(a) for a in self.args)
+        return rf"\frac{{\partial {of}}}{{\partial {wrt}}}"
+
+
+class Ones(MatrixExpr):
+    """The column of ``n`` ones: ``b 1^T`` copies a bias to every sample, ``Δ 1`` sums them."""
+
+    def __new__(cls, n):
+        return sp.Basic.__new__(cls, sp.sympify(n, strict=True))
+
+    @property
+    def shape(self):
+        return (self.args[0], sp.S.One)
+
+    def _entry(self, i, j, **kwargs):
+        return sp.S.One
+
+    def doit(self, **hints):
+        n = self.args[0]
+        return sp.ImmutableMatrix.ones(int(n), 1) if n.is_Integer else self
+
+    def _sympystr(self, printer):
+        n = printer._print(self.args[0])
+        return f"1_{n}" if len(n) == 1 else f"1_{{{n}}}"
+
+    def _latex(self, printer):
+        return rf"\mathbf{{1}}_{{{printer._print(self.args[0])}}}"
+
+
+class Elementwise(MatrixExpr):
+    """A scalar function applied entry by entry: ``Elementwise(Lambda((u, v), body), U, V)``.
+
+    Products in the body print as ``⊙``: ``a^1 ⊙ (1 - a^1)`` is sigmoid's derivative.
+    """
+
+    def __new__(cls, function, *matrices):
+        return sp.Basic.__new__(cls, function, *matrices)
+
+    @property
+    def function(self):
+        return self.args[0]
+
+    @property
+    def matrices(self):
+        return self.args[1:]
+
+    @property
+    def shape(self):
+        return self.args[1].shape
+
+    def _entry(self, i, j, **kwargs):
+        return self.function(*[m[i, j] for m in self.matrices])
+
+    def doit(self, **hints):
+        mats = [m.doit(**hints) for m in self.matrices]
+        if all(isinstance(m, sp.MatrixBase) for m in mats):
+            rows, cols = mats[0].shape
+            return sp.ImmutableMatrix(rows, cols, lambda i, j: self.function(*[m[i, j] for m in mats]))
+        return Elementwise(self.function, *mats)
+
+    def _body(self, printer):
+        names = [printer._print(m) for m in self.matrices]
+        stand_ins = [sp.Symbol(f"m{i}_") for i in range(len(names))]
+        body = self.function.expr.xreplace(dict(zip(self.function.variables, stand_ins)))
+        return body, dict(zip(stand_ins, names))
+
+    def _sympystr(self, printer):
+        body, names = self._body(printer)
+        out = TextPrinter().doprint(body).replace("**", "^")
+        out = re.sub(r"\*", " ⊙ ", re.sub(r"(?<=\d)\*", " ", out))  # 99/100 step(z): numbers scale
+        for stand_in, name in names.items():
+            if "^" in name:  # (a^2)^2, not a^2^2
+                out = out.replace(f"{stand_in}^", f"({name})^")
+            out = out.replace(str(stand_in), name)
+        return out
+
+    def _latex(self, printer):
+        body, names = self._body(printer)
+        settings = {k: v for k, v in printer._settings.items() if k in LatexPrinter._default_settings}
+        settings.update({"names": {**settings.get("names", {}), **names}, "values": {}})
+        return _ElementwiseLatex(settings).doprint(body)
+
+
+class Softmax(MatrixExpr):
+    """``softmax`` of each column: ``ŷ = softmax(z)``, column k of Ŷ from column k of Z."""
+
+    def __new__(cls, z):
+        return sp.Basic.__new__(cls, z)
+
+    @property
+    def shape(self):
+        return self.args[0].shape
+
+    def doit(self, **hints):
+        z = self.args[0].doit(**hints)
+        if not isinstance(z, sp.MatrixBase):
+            return Softmax(z)
+        rows, cols = z.shape
+        return sp.ImmutableMatrix(rows, cols, lambda k, j: fn.softmax(k + 1, *z[:, j]))
+
+    def _sympystr(self, printer):
+        return f"softmax({printer._print(self.args[0])})"
+
+    def _latex(self, printer):
+        return rf"\operatorname{{softmax}}\left({printer._print(self.args[0])}\right)"
+
+
+# -- printing ---------------------------------------------------------------------------
+
+class _MatrixText(TextPrinter):
+    """Terminal text for matrix expressions: ``Diag(v) (W^2)^T δ^2``, ``u ⊙ v``."""
+
+    def _print_MatMul(self, expr):
+        coeff = sp.Mul(*[a for a in expr.args if not a.is_Matrix])
+        head = "" if coeff == 1 else "-" if coeff == -1 else TextPrinter().doprint(coeff) + " "
+        return head + " ".join(self._factor(m) for m in expr.args if m.is_Matrix)
+
+    def _print_MatAdd(self, expr):
+        return " + ".join(self._print(a) for a in _add_terms(expr)).replace("+ -", "- ")
+
+    def _print_Transpose(self, expr):
+        inner = self._print(expr.arg)
+        bare = isinstance(expr.arg, (sp.MatrixSymbol, Ones)) and "^" not in inner
+        return f"{inner}^T" if bare else f"({inner})^T"
+
+    def _print_HadamardProduct(self, expr):
+        return " ⊙ ".join(self._factor(a, (sp.MatMul,)) for a in expr.args)
+
+    def _print_DiagMatrix(self, expr):
+        return f"Diag({self._print(expr.args[0])})"
+
+    def _print_Identity(self, expr):
+        return "I"
+
+    def _print_MatrixSymbol(self, expr):
+        return expr.name
+
+    def _factor(self, item, also=()):
+        """``item`` as a factor of a product: sums (and ``also``) in parentheses."""
+        out = self._print(item)
+        grouped = isinstance(item, (sp.MatAdd, sp.HadamardProduct) + also)
+        if grouped or (isinstance(item, Elementwise) and not _simple_call(item)):
+            return f"({out})"
+        return out
+
+
+def _add_terms(expr):
+    """A MatAdd's terms, positive ones first (``ŷ - y``, not ``-y + ŷ``)."""
+    terms = list(expr.args)
+    return [t for t in terms if not _negative(t)] + [t for t in terms if _negative(t)]
+
+
+def _negative(term):
+    return isinstance(term, sp.MatMul) and term.as_coeff_mmul()[0].could_extract_minus_sign()
+
+
+class _MatrixLatex(LatexPrinter):
+    """LaTeX for matrix expressions with symprop's names; products keep their order."""
+
+    def _print_MatAdd(self, expr):
+        tex = ""
+        for i, term in enumerate(_add_terms(expr)):
+            if _negative(term):
+                tex += " - " + self._print(-term)
+            else:
+                tex += (" + " if i else "") + self._print(term)
+        return tex
+
+    def _print_MatMul(self, expr):
+        coeff = sp.Mul(*[a for a in expr.args if not a.is_Matrix])
+        head = "" if coeff == 1 else "-" if coeff == -1 else LatexPrinter().doprint(coeff) + " "
+        return head + " ".join(self._factor(m) for m in expr.args if m.is_Matrix)
+
+    def _print_HadamardProduct(self, expr):
+        return r" \odot ".join(self._factor(a, (sp.MatMul,)) for a in expr.args)
+
+    def _print_Identity(self, expr):
+        return r"\mathbf{I}"
+
+    def _print_Transpose(self, expr):
+        if isinstance(expr.arg, Ones):
+            return rf"{self._print(expr.arg)}^{{T}}"
+        return super()._print_Transpose(expr)
+
+    def _factor(self, item, also=()):
+        """``item`` as a factor of a product: sums (and ``also``) in parentheses."""
+        out = self._print(item)
+        grouped = isinstance(item, (sp.MatAdd, sp.HadamardProduct) + also)
+        if grouped or (isinstance(item, Elementwise) and not _simple_call(item)):
+            return rf"\left({out}\right)"
+        return out
+
+
+class _ElementwiseLatex(LatexPrinter):
+    r"""A scalar body applied entry by entry: products of matrices as ``\odot``,
+    quotients as fractions, number coefficients in front (``\frac{99}{100} step(z)``)."""
+
+    def _print_Mul(self, expr):
+        coeff, rest = expr.as_coeff_Mul()
+        sign = ""
+        if coeff < 0:
+            sign, coeff = "- ", -coeff
+        num, den = sp.fraction(rest)
+        head = "" if coeff == 1 else self._print(coeff) + " "
+        body = self._hadamard(num)
+        if den != 1:
+            body = rf"\frac{{{body}}}{{{self._hadamard(den)}}}"
+        return sign + head + body
+
+    def _hadamard(self, product):
+        factors = sp.Mul.make_args(product)
+        if len(factors) == 1:
+            return self._print(factors[0])
+        return r" \odot ".join(self.parenthesize(f, PRECEDENCE["Mul"]) for f in factors)
+
+
+def _simple_call(item) -> bool:
+    """An elementwise ``f(z)`` (a bare function call) needs no parentheses as a factor."""
+    body = item.function.expr
+    return isinstance(body, sp.Function) and all(a in item.function.variables or a.is_Number for a in body.args)
+
+
+def text(expr) -> str:
+    """A matrix expression (or a scalar one) for a terminal.
+
+    >>> W, d = sp.MatrixSymbol("W^2", 3, 2), sp.MatrixSymbol("δ^2", 3, 1)
+    >>> text(W.T * d)
+    '(W^2)^T δ^2'
+    """
+    return _MatrixText().doprint(expr)
+
+
+def latex(expr, names=None) -> str:
+    r"""A matrix expression as LaTeX, with ``names`` (MatrixSymbol -> display name).
+
+    >>> W, d = sp.MatrixSymbol("W^2", 3, 2), sp.MatrixSymbol("δ^2", 3, 1)
+    >>> latex(W.T * d, {W: r"\mathbf{W}^{(2)}", d: r"\boldsymbol{\delta}^{(2)}"})
+    '\\left(\\mathbf{W}^{(2)}\\right)^{T} \\boldsymbol{\\delta}^{(2)}'
+    """
+    return _MatrixLatex({"names": dict(names or {})}).doprint(expr)
+
+
+# -- steps ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MatrixStep(Step):
+    """A :class:`~symprop.derive.Step` whose sides are matrices; ``shapes`` lists
+    ``(quantity, (rows, cols))`` for the left side and every named matrix on the right."""
+
+    shapes: tuple = ()
+
+
+def _step(rule, lhs, rhs, node=None, because=()) -> MatrixStep:
+    return MatrixStep(rule, lhs, rhs, node, tuple(because), _shapes(lhs, rhs))
+
+
+def _shapes(lhs, rhs):
+    seen = {}
+    for expr in (lhs, rhs):
+        for q in _named(expr):
+            seen.setdefault(q, tuple(q.shape))
+    return tuple(seen.items())
+
+
+def _named(expr):
+    if isinstance(expr, (sp.MatrixSymbol, Jacobian, Gradient, Ones)):
+        yield expr
+    elif isinstance(expr, Elementwise):
+        for m in expr.matrices:
+            yield from _named(m)
+    elif isinstance(expr, sp.MatAdd):
+        for arg in _add_terms(expr):
+            yield from _named(arg)
+    elif isinstance(expr, sp.Basic) and not isinstance(expr, sp.Lambda):
+        for arg in expr.args:
+            yield from _named(arg)
+
+
+# -- the network ------------------------------------------------------------------------
+
+FUSED = ("softmax + cross-entropy", "sigmoid + binary cross-entropy")
+_LOSS_NAMES = {"half_sse": "half squared error", "mse": "mean squared error",
+               "cross_entropy": "cross-entropy", "binary_cross_entropy": "binary cross-entropy"}
+
+
+@dataclass(frozen=True)
+class _Layered:
+    sizes: tuple[int, ...]
+    activations: tuple[str, ...]  # f_1..f_L; the last may be "softmax"
+    loss: str  # a key of _LOSS_NAMES
+    reduction: str
+    fused: str | None  # one of FUSED, or None
+
+
+def _layered(sizes, hidden, output, loss, reduction) -> _Layered:
+    sizes = tuple(sizes)
+    if len(sizes) < 2 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes):
+        raise NetworkError(f"sizes must be at least two positive integers, got {list(sizes)}")
+    depth = len(sizes) - 1
+    hidden = [hidden] * (depth - 1) if isinstance(hidden, str) else list(hidden)
+    if len(hidden) != depth - 1:
+        raise NetworkError(f"{depth - 1} hidden layers but {len(hidden)} hidden activations")
+    for name in hidden + ([] if output == "softmax" else [output]):
+        if name not in fn.ACTIVATIONS:
+            known = ", ".join(sorted(fn.ACTIVATIONS))
+            raise NetworkError(f"unknown activation {name!r}; known: {known} (and softmax for the output)")
+    if reduction not in ("sum", "mean"):
+        raise NetworkError(f"reduction must be 'sum' or 'mean', not {reduction!r}")
+    fused = None
+    if loss == "softmax_cross_entropy":
+        if output not in ("softmax", "identity", "linear"):
+            raise NetworkError("softmax_cross_entropy takes logits: use output='identity' or 'softmax'")
+        output, loss = "softmax", "cross_entropy"
+    if loss not in _LOSS_NAMES:
+        raise NetworkError(f"unknown loss {loss!r}; known: {', '.join(sorted(_LOSS_NAMES))}, softmax_cross_entropy")
+    if output == "softmax" and loss == "cross_entropy":
+        fused = FUSED[0]
+    elif output == "sigmoid" and loss == "binary_cross_entropy":
+        fused = FUSED[1]
+    return _Layered(sizes, tuple(hidden) + (output,), loss, reduction, fused)
+
+
+def _activation_name(name):
+    return "identity" if name == "linear" else name
+
+
+@dataclass(frozen=True)
+class _Symbols:
+    """The matrices of one form (one sample, or a batch of N columns)."""
+
+    x: sp.MatrixSymbol
+    y: sp.MatrixSymbol
+    W: tuple  # index l-1 for layer l
+    b: tuple
+    z: tuple
+    a: tuple  # a[0] = x
+    delta: tuple
+    ones: Ones | None  # 1_N in the batch form
+
+
+def _symbols(dims, batch, softmax_output) -> _Symbols:
+    cols = N if batch else sp.S.One
+    depth = len(dims) - 1
+    low = (lambda s: s.upper()) if batch else (lambda s: s)
+    x = sp.MatrixSymbol(low("x"), dims[0], cols)
+    y = sp.MatrixSymbol(low("y"), dims[-1], cols)
+    W = tuple(sp.MatrixSymbol(f"W^{l}", dims[l], dims[l - 1]) for l in range(1, depth + 1))
+    b = tuple(sp.MatrixSymbol(f"b^{l}", dims[l], 1) for l in range(1, depth + 1))
+    z = tuple(sp.MatrixSymbol(f"{low('z')}^{l}", dims[l], cols) for l in range(1, depth + 1))
+    a = [x] + [sp.MatrixSymbol(f"{low('a')}^{l}", dims[l], cols) for l in range(1, depth + 1)]
+    if softmax_output:
+        a[-1] = sp.MatrixSymbol("Ŷ" if batch else "ŷ", dims[-1], cols)
+    delta = tuple(sp.MatrixSymbol(f"{'Δ' if batch else 'δ'}^{l}", dims[l], cols) for l in range(1, depth + 1))
+    return _Symbols(x, y, W, b, z, tuple(a), delta, Ones(N) if batch else None)
+
+
+def _latex_names(s: _Symbols, batch) -> dict:
+    """Display names in seed 003's notation (bold vectors and matrices, layer in (l))."""
+    bold = (lambda c: rf"\mathbf{{{c.upper()}}}") if batch else (lambda c: rf"\mathbf{{{c}}}")
+    names = {s.x: bold("x"), s.y: bold("y")}
+    for l in range(1, len(s.W) + 1):
+        names[s.W[l - 1]] = rf"\mathbf{{W}}^{{({l})}}"
+        names[s.b[l - 1]] = rf"\mathbf{{b}}^{{({l})}}"
+        names[s.z[l - 1]] = rf"{bold('z')}^{{({l})}}"
+        names[s.a[l]] = rf"{bold('a')}^{{({l})}}"
+        delta = r"\boldsymbol{\Delta}" if batch else r"\boldsymbol{\delta}"
+        names[s.delta[l - 1]] = rf"{delta}^{{({l})}}"
+    if s.a[-1].name in ("ŷ", "Ŷ"):
+        names[s.a[-1]] = rf"\hat{{{bold('y')}}}"
+    return names
+
+
+# -- elementwise derivatives, written in the layer's outputs as the texts do -----------
+
+# The variables of the entry-by-entry functions (plain symbols, so that two derivations of
+# the same network are equal, whatever their widths)
+_U, _V = sp.Symbol("u_"), sp.Symbol("v_")
+
+
+def _forward_activation(name, z):
+    if name == "softmax":
+        return Softmax(z)
+    f = fn.ACTIVATIONS[_activation_name(name)]
+    return Elementwise(sp.Lambda(_U, f(_U)), z)
+
+
+def _derivative(name, z, a):
+    """f'(z) entry by entry with f(z) written as the output a (σ' = a ⊙ (1 - a)), or None
+    when f' = 1 (identity: the Jacobian is I, the gate "z = x")."""
+    u, v = _U, _V
+    f = fn.ACTIVATIONS[_activation_name(name)]
+    out = f(u)
+    d = sp.diff(out, u)
+    if d == 1:
+        return None
+    if out != u:
+        d = d.xreplace({out: v})
+    used = [(var, m) for var, m in ((u, z), (v, a)) if var in d.free_symbols]
+    return Elementwise(sp.Lambda(tuple(var for var, _ in used), d), *[m for _, m in used])
+
+
+def _loss_gradient(loss, a, y, n_out):
+    """dE/da of the per-sample loss, entry by entry (a column; a matrix in the batch form)."""
+    u, v = _U, _V
+    if loss == "half_sse":
+        return a - y
+    if loss == "mse":
+        return sp.MatMul(2 / n_out, a - y)
+    if loss == "cross_entropy":
+        return Elementwise(sp.Lambda((u, v), -v / u), a, y)
+    return Elementwise(sp.Lambda((u, v), (u - v) / (u * (1 - u))), a, y)  # binary cross-entropy
+
+
+def _loss_definition(loss, a, y, n_out):
+    """The per-sample loss E as a 1x1 matrix expression (for the forward equations)."""
+    u, v = _U, _V
+    if loss == "half_sse":
+        return sp.MatMul(sp.S.Half, sp.Transpose(a - y), a - y)
+    if loss == "mse":
+        return sp.MatMul(1 / n_out, sp.Transpose(a - y), a - y)
+    if loss == "cross_entropy":
+        return sp.MatMul(-1, y.T, Elementwise(sp.Lambda(u, sp.log(u)), a))
+    ones = Ones(n_out)
+    return sp.MatMul(-1, ones.T, Elementwise(sp.Lambda((u, v), v * sp.log(u) + (1 - v) * sp.log(1 - u)), a, y))
+
+
+# -- the derivation ---------------------------------------------------------------------
+
+class MatrixDerivation:
+    """The matrix-form backpropagation of a layered network, as data.
+
+    ``forward`` and ``steps`` are the one-sample equations and derivation,
+    ``batch_forward`` and ``batch_steps`` the same over N samples (columns); every step is
+    a :class:`MatrixStep` naming its gate rule and the shapes of its quantities.
+    ``gradients`` maps each parameter ``W^l``, ``b^l`` to dE/d(param) in the one-sample
+    form; ``program`` and ``batch_program`` are the ``(quantity, expression)`` assignments
+    that compute them, in order, which :meth:`gradient` runs with NumPy.
+    """
+
+    def __init__(self, net: _Layered):
+        self.net = net
+        self.sizes = net.sizes
+        self.depth = len(net.sizes) - 1
+        self.dims = tuple(sp.Symbol(f"n_{l}", integer=True, positive=True) for l in range(self.depth + 1))
+        self.layout = LAYOUT
+        softmax_output = net.activations[-1] == "softmax"
+        self.one = _symbols(self.dims, False, softmax_output)
+        self.batch = _symbols(self.dims, True, softmax_output)
+        self.names = {**_latex_names(self.one, False), **_latex_names(self.batch, True)}
+        self.params = tuple(p for l in range(self.depth) for p in (self.one.W[l], self.one.b[l]))
+        self.forward, self.forward_program = self._forward(self.one)
+        self.batch_forward, self.batch_forward_program = self._forward(self.batch)
+        self.steps, self.program = self._backward(self.one)
+        self.batch_steps, self.batch_program = self._backward(self.batch)
+        self.gradients = {lhs.args[1]: rhs for lhs, rhs in self.program if isinstance(lhs, Gradient)}
+        self.loss = _loss_definition(net.loss, self.one.a[-1], self.one.y, self.dims[-1])
+
+    # -- building
+
+    def _forward(self, s: _Symbols):
+        steps, program = [], []
+        for l in range(1, self.depth + 1):
+            bias = s.b[l - 1] if s.ones is None else s.b[l - 1] * s.ones.T
+            pre = s.W[l - 1] * s.a[l - 1] + bias
+            out = _forward_activation(self.net.activations[l - 1], s.z[l - 1])
+            steps.append(_step("z = Wx", s.z[l - 1], pre, node=s.z[l - 1]))
+            rule = "softmax" if isinstance(out, Softmax) else "elementwise f"
+            steps.append(_step(rule, s.a[l], out, node=s.a[l], because=(_activation_name(self.net.activations[l - 1]),)))
+            program += [(s.z[l - 1], pre), (s.a[l], out)]
+        return steps, program
+
+    def _backward(self, s: _Symbols):
+        steps: list[MatrixStep] = []
+        program: list[tuple] = []
+        batch = s.ones is not None
+        L = self.depth
+        scale = sp.S.One / N if batch and self.net.reduction == "mean" else sp.S.One
+
+        # the output layer's delta
+        delta_L, out_steps = self._output_delta(s, scale)
+        steps += out_steps
+        program.append((s.delta[L - 1], delta_L))
+
+        for l in range(L, 0, -1):
+            delta = s.delta[l - 1]
+            W, b = s.W[l - 1], s.b[l - 1]
+            dW = delta * s.a[l - 1].T
+            steps.append(_step("delta^T x", Gradient(E, W), dW, node=s.z[l - 1]))
+            db = delta * s.ones if batch else delta
+            steps.append(_step("z = x", Gradient(E, b), db, node=s.z[l - 1], because=("broadcast",) if batch else ()))
+            program += [(Gradient(E, W), dW), (Gradient(E, b), db)]
+            if l == 1:
+                break
+            below, name = s.delta[l - 2], self.net.activations[l - 2]
+            fprime = _derivative(name, s.z[l - 2], s.a[l - 1])
+            back = W.T * delta
+            if batch:
+                rhs = back if fprime is None else sp.HadamardProduct(fprime, back)
+                because = ("z = Wx",) + (() if fprime is None else ("elementwise f", _activation_name(name)))
+                steps.append(_step("chain rule", below, rhs, node=s.z[l - 2], because=because))
+            else:
+                jz = Jacobian(s.z[l - 1], s.a[l - 1])
+                ja = Jacobian(s.a[l - 1], s.z[l - 2])
+                chain = sp.MatMul(sp.Transpose(ja), sp.Transpose(jz), delta)
+                steps.append(_step("chain rule", below, chain, node=s.z[l - 2], because=("z = Wx", "elementwise f")))
+                steps.append(_step("z = Wx", jz, W, node=s.z[l - 1]))
+                if fprime is None:
+                    steps.append(_step("z = x", ja, sp.Identity(self.dims[l - 1]), node=s.a[l - 1]))
+                    rhs = back
+                else:
+                    steps.append(_step("elementwise f", ja, DiagMatrix(fprime), node=s.a[l - 1], because=(_activation_name(name),)))
+                    rhs = sp.MatMul(DiagMatrix(fprime), W.T, delta)
+                steps.append(_step("substitute", below, rhs, node=s.z[l - 2]))
+            program.append((below, rhs))
+        return steps, program
+
+    def _output_delta(self, s: _Symbols, scale):
+        net, L = self.net, self.depth
+        batch = s.ones is not None
+        a, z, y, delta = s.a[L], s.z[L - 1], s.y, s.delta[L - 1]
+        scaled = (lambda e: e) if scale == 1 else (lambda e: sp.MatMul(scale, *(e.args if isinstance(e, sp.MatMul) else (e,))))
+        if net.fused:
+            rhs = scaled(a - y)
+            because = ("mean over the batch",) if scale != 1 else ()
+            return rhs, [_step(net.fused, delta, rhs, node=z, because=because)]
+        grad = _loss_gradient(net.loss, a, y, self.dims[-1])
+        name = net.activations[-1]
+        steps = []
+        if name == "softmax":
+            if batch:  # column by column: J^T g = ŷ ⊙ g - ŷ (ŷ^T g)
+                n = Ones(self.dims[-1])
+                rhs = scaled(sp.HadamardProduct(a, grad - n * n.T * sp.HadamardProduct(a, grad)))
+                return rhs, [_step("softmax", delta, rhs, node=z, because=("loss gradient", net.loss))]
+            jac = DiagMatrix(a) - a * a.T  # symmetric
+            steps.append(_step("chain rule", delta, sp.MatMul(sp.Transpose(Jacobian(a, z)), Gradient(E, a)), node=z))
+            steps.append(_step("loss gradient", Gradient(E, a), grad, node=a, because=(net.loss,)))
+            steps.append(_step("softmax", Jacobian(a, z), jac, node=a, because=("softmax",)))
+            rhs = sp.MatMul(jac, grad)
+            steps.append(_step("substitute", delta, rhs, node=z))
+            return rhs, steps
+        fprime = _derivative(name, z, a)
+        if batch:
+            rhs = scaled(grad if fprime is None else sp.HadamardProduct(fprime, grad))
+            because = ("loss gradient", net.loss) + (() if fprime is None else ("elementwise f", _activation_name(name)))
+            return rhs, [_step("chain rule", delta, rhs, node=z, because=because)]
+        steps.append(_step("chain rule", delta, sp.MatMul(sp.Transpose(Jacobian(a, z)), Gradient(E, a)), node=z))
+        steps.append(_step("loss gradient", Gradient(E, a), grad, node=a, because=(net.loss,)))
+        if fprime is None:
+            steps.append(_step("z = x", Jacobian(a, z), sp.Identity(self.dims[-1]), node=a))
+            rhs = grad
+        else:
+            steps.append(_step("elementwise f", Jacobian(a, z), DiagMatrix(fprime), node=a, because=(_activation_name(name),)))
+            rhs = sp.MatMul(DiagMatrix(fprime), grad)
+        steps.append(_step("substitute", delta, rhs, node=z))
+        return rhs, steps
+
+    # -- description
+
+    @property
+    def description(self) -> str:
+        """``784-128-10, sigmoid hidden, softmax output, cross-entropy loss (sum)``."""
+        acts = self.net.activations
+        hidden = sorted(set(acts[:-1]))
+        parts = ["-".join(map(str, self.sizes))]
+        if hidden:
+            parts.append(f"{'/'.join(hidden) if len(hidden) == 1 else ', '.join(acts[:-1])} hidden")
+        parts.append(f"{acts[-1]} output")
+        parts.append(f"{_LOSS_NAMES[self.net.loss]} loss ({self.net.reduction} over a batch)")
+        return ", ".join(parts)
+
+    def dimension_values(self) -> dict:
+        """``{n_0: 784, ..., n_L: 10}``."""
+        return dict(zip(self.dims, self.sizes))
+
+    def __str__(self) -> str:
+        lines = [f"Matrix form: {self.description}",
+                 f"Layout: {self.layout}",
+                 "Sizes: " + ", ".join(f"{n} = {v}" for n, v in zip(self.dims, self.sizes)),
+                 "", "Forward (one sample; a^0 = x):"]
+        lines += [_format_step(s, rule=False) for s in self.forward]
+        lines.append(f"  E = {text(self.loss)}")
+        lines += ["", "Backward (one sample):"]
+        lines += [_format_step(s) for s in self.steps]
+        reduce = "E = 1/N sum of the samples' losses" if self.net.reduction == "mean" else "E = sum of the samples' losses"
+        lines += ["", f"Batch of N samples (columns of X; {reduce}):"]
+        lines += [_format_step(s, rule=False) for s in self.batch_forward]
+        lines += [_format_step(s) for s in self.batch_steps]
+        return "\n".join(lines)
+
+    def __repr__(self):
+        return f"<MatrixDerivation {self.description}>"
+
+    def to_json(self) -> dict:
+        """The derivation as data: every step with its rule, equation and shapes."""
+        def steps(items):
+            return [{"rule": s.rule, "equation": f"{text(s.lhs)} = {text(s.rhs)}", "because": list(s.because),
+                     "shapes": {text(q): [text(r), text(c)] for q, (r, c) in s.shapes}} for s in items]
+
+        return {
+            "form": "matrix",
+            "network": self.description,
+            "layout": self.layout,
+            "sizes": {text(n): v for n, v in zip(self.dims, self.sizes)},
+            "loss": f"E = {text(self.loss)}",
+            "forward": steps(self.forward),
+            "steps": steps(self.steps),
+            "batch_forward": steps(self.batch_forward),
+            "batch_steps": steps(self.batch_steps),
+        }
+
+    # -- numbers
+
+    @functools.cached_property
+    def _compiled(self):
+        forward = [(_key(lhs), _compile(rhs)) for lhs, rhs in self.batch_forward_program]
+        backward = [(_key(lhs), _compile(rhs)) for lhs, rhs in self.batch_program]
+        s = self.batch
+        results = [[_key(Gradient(E, p)) for p in group] for group in (s.W, s.b)]
+        results += [[_key(q) for q in group] for group in (s.delta, s.a)]
+        return forward, backward, results
+
+    def _environment(self, values: LayeredValues) -> dict:
+        s = self.batch
+        _check_values(self.sizes, values)
+        k = self._keys
+        env = dict(zip(k["dims"], self.sizes))
+        env[k["N"]], env[k["x"]], env[k["y"]] = values.x.shape[1], values.x, values.y
+        env.update(zip(k["W"], values.weights))
+        env.update(zip(k["b"], values.biases))
+        return env
+
+    @functools.cached_property
+    def _keys(self) -> dict:
+        s = self.batch
+        return {"dims": [_key(n) for n in self.dims], "N": _key(N), "x": _key(s.x), "y": _key(s.y),
+                "W": [_key(W) for W in s.W], "b": [_key(b) for b in s.b], "out": _key(s.a[-1]), "logits": _key(s.z[-1])}
+
+    def _run_forward(self, env):
+        for lhs, f in self._compiled[0]:
+            env[lhs] = f(env)
+        return env
+
+    def loss_value(self, values: LayeredValues) -> float:
+        """The loss E at ``values`` (forward pass only; numerically stable)."""
+        env = self._run_forward(self._environment(values))
+        return self._loss_number(env)
+
+    def _loss_number(self, env) -> float:
+        s, net = self.batch, self.net
+        a, z, y = env[self._keys["out"]], env[self._keys["logits"]], env[self._keys["y"]]
+        if net.fused == FUSED[0]:  # log-sum-exp on the logits
+            top = z.max(axis=0, keepdims=True)
+            lse = top + np.log(np.exp(z - top).sum(axis=0, keepdims=True))
+            total = -float(np.sum(y * (z - lse)))
+        elif net.fused == FUSED[1]:  # -(y log σ(z) + (1 - y) log(1 - σ(z))) = softplus(z) - y z
+            total = float(np.sum(np.logaddexp(0, z) - y * z))
+        elif net.loss == "half_sse":
+            total = 0.5 * float(np.sum((a - y) ** 2))
+        elif net.loss == "mse":
+            total = float(np.sum((a - y) ** 2)) / a.shape[0]
+        elif net.loss == "cross_entropy":
+            total = -float(np.sum(y * np.log(a)))
+        else:
+            total = -float(np.sum(y * np.log(a) + (1 - y) * np.log(1 - a)))
+        return total / y.shape[1] if net.reduction == "mean" else total
+
+    def gradient(self, values: LayeredValues) -> MatrixGradient:
+        """Loss and gradients at ``values`` by the batch steps, compiled to NumPy.
+
+        Each step is one NumPy expression (matrix products, elementwise functions); the
+        forward activations are kept and reused by the backward steps, as backprop does.
+        """
+        env = self._run_forward(self._environment(values))
+        for lhs, f in self._compiled[1]:
+            env[lhs] = f(env)
+        dW, db, deltas, activations = ([env[k] for k in keys] for keys in self._compiled[2])
+        return MatrixGradient(self._loss_number(env), dW, db, deltas, activations)
+
+    def random_values(self, batch: int = 1, seed: int = 0, dtype=np.float64) -> LayeredValues:
+        """Random weights and data fit for this network's loss (see :func:`random_layered`)."""
+        if self.net.fused == FUSED[0] or self.net.loss == "cross_entropy":
+            targets = "onehot"
+        elif self.net.loss == "binary_cross_entropy":
+            targets = "binary"
+        else:
+            targets = "normal"
+        return random_layered(self.sizes, batch, seed, targets=targets, dtype=dtype)
+
+    # -- explicit entries (the cross-check with the scalar form)
+
+    def explicit(self, bindings) -> dict:
+        """Run the one-sample :attr:`program` on explicit SymPy matrices.
+
+        ``bindings`` maps the one-sample matrices (``x``, ``y``, ``W^l``, ``b^l``, ``z^l``,
+        ``a^l``) to explicit matrices of the sizes; returns every computed quantity
+        (deltas and ``Gradient(E, param)``) as an explicit matrix. Used to check, entry by
+        entry, that the matrix form equals the scalar form (see :func:`mlp_bindings`).
+        """
+        dims = self.dimension_values()
+        known = {k.xreplace(dims): v for k, v in bindings.items()}
+        out = {}
+        for lhs, rhs in self.program:
+            value = _explicit(rhs.xreplace(dims).xreplace(known))
+            if not isinstance(value, sp.MatrixBase):
+                raise NetworkError(f"{text(lhs)}: not every matrix in {text(rhs)} is bound")
+            value = sp.ImmutableMatrix(value)
+            out[lhs] = value
+            if isinstance(lhs, sp.MatrixSymbol):
+                known[lhs.xreplace(dims)] = value
+        return out
+
+
+def _explicit(expr):
+    """Evaluate a matrix expression whose matrices are explicit, from the leaves up."""
+    if isinstance(expr, (sp.MatrixBase, sp.MatrixSymbol, sp.Lambda)) or not expr.args:
+        return expr
+    args = [_explicit(a) for a in expr.args]
+    if isinstance(expr, DiagMatrix) and isinstance(args[0], sp.MatrixBase):
+        return sp.ImmutableMatrix(sp.diag(*args[0]))
+    new = expr.func(*args)
+    if isinstance(new, (sp.Identity, Ones)) and new.shape[0].is_Integer:
+        return sp.ImmutableMatrix(new.as_explicit())
+    return new.doit(deep=False) if isinstance(new, MatrixExpr) else new
+
+
+def _format_step(s: MatrixStep, rule=True) -> str:
+    eq = f"  {text(s.lhs)} = {text(s.rhs)}"
+    shapes = ", ".join(f"{text(q)}: {_shape_text(shape)}" for q, shape in s.shapes)
+    why = s.rule + (": " + "; ".join(s.because) if s.because else "")
+    return f"{eq}    [{why}]    ({shapes})" if rule else f"{eq}    ({shapes})"
+
+
+def _shape_text(shape) -> str:
+    return "×".join(text(d) for d in shape)
+
+
+def derive_matrix(sizes, hidden="sigmoid", output="identity", loss="half_sse", *, reduction="sum") -> MatrixDerivation:
+    """Derive backpropagation for a layered network in matrix form.
+
+    ``sizes`` lists the layer widths from inputs to outputs; ``hidden`` is one activation
+    name (or one per hidden layer), ``output`` the output's (or ``"softmax"``); ``loss`` is
+    ``half_sse``, ``mse``, ``cross_entropy``, ``binary_cross_entropy`` or
+    ``softmax_cross_entropy``; ``reduction`` says how a batch's losses combine. The same
+    names as :func:`symprop.layered.mlp`, which builds the scalar form of the same network.
+
+    >>> d = derive_matrix([2, 3, 1], hidden="tanh", output="sigmoid", loss="half_sse")
+    >>> print(text(d.program[0][1]))
+    Diag(a^2 ⊙ (1 - a^2)) (a^2 - y)
+    >>> print(text(d.program[3][1]))
+    Diag(1 - (a^1)^2) (W^2)^T δ^2
+    """
+    return MatrixDerivation(_layered(sizes, hidden, output, loss, reduction))
+
+
+# -- NumPy: compiling matrix expressions into closures ----------------------------------
+# One closure per node of the expression, built once; running a step is a few Python
+# calls around NumPy's matrix products, so the overhead does not grow with the widths.
+
+def _sigmoid(z):
+    """1 / (1 + exp(-z)) in place: exp(-z) may overflow to inf, which gives the right
+    limit 0 (only values below 1e-308 are lost), never a NaN."""
+    t = np.negative(z)
+    with np.errstate(over="ignore"):
+        np.exp(t, out=t)
+    t += 1
+    return np.reciprocal(t, out=t)
+
+
+def _softmax_columns(z):
+    e = np.exp(z - z.max(axis=0, keepdims=True))
+    return e / e.sum(axis=0, keepdims=True)
+
+
+NUMPY_FUNCTIONS = {
+    "sigmoid": _sigmoid,
+    "tanh": np.tanh,
+    "relu": lambda z: np.maximum(z, 0),
+    "step": lambda z: (z > 0).astype(z.dtype),
+    "softplus": lambda z: np.logaddexp(0, z),
+    "leaky_relu": lambda z, a: np.where(z > 0, z, a * z),
+    "exp": np.exp,
+    "log": np.log,
+}
+
+
+def _key(expr) -> str:
+    """A quantity's name in the environment of a compiled program (plain strings: fast)."""
+    return str(expr)
+
+
+def _compile(expr):
+    """A function ``env -> ndarray`` computing ``expr``; ``env`` maps symbols to values."""
+    if isinstance(expr, (sp.MatrixSymbol, sp.Symbol)):
+        return operator.itemgetter(_key(expr))
+    if expr.is_Number:
+        c = float(expr)
+        return lambda env: c
+    if isinstance(expr, (sp.MatAdd, sp.Add)):
+        plus = [_compile(t) for t in expr.args if not _negated(t)]
+        minus = [_compile(-t) for t in expr.args if _negated(t)]
+
+        def add(env):
+            out = plus[0](env)
+            for f in plus[1:]:
+                out = out + f(env)
+            for f in minus:
+                out = out - f(env)
+            return out
+        if not plus:
+            whole = _compile(-expr)
+            return lambda env: -whole(env)
+        return add
+    if isinstance(expr, sp.MatMul):
+        return _compile_matmul(expr)
+    if isinstance(expr, (sp.Mul, sp.HadamardProduct)):
+        parts = [_compile(a) for a in expr.args]
+        return lambda env: functools.reduce(operator.mul, [f(env) for f in parts])
+    if isinstance(expr, sp.Pow):
+        base, exponent = _compile(expr.base), _compile(expr.exp)
+        return lambda env: base(env) ** exponent(env)
+    if isinstance(expr, sp.Transpose):
+        arg = _compile(expr.arg)
+        return lambda env: arg(env).T
+    if isinstance(expr, Elementwise):
+        mats = [_compile(m) for m in expr.matrices]
+        body = _compile(expr.function.expr)
+        keys = [_key(v) for v in expr.function.variables]
+        return lambda env: body({**env, **{k: m(env) for k, m in zip(keys, mats)}})
+    if isinstance(expr, Softmax):
+        arg = _compile(expr.args[0])
+        return lambda env: _softmax_columns(arg(env))
+    if isinstance(expr, sp.Function):
+        name = type(expr).__name__
+        if name not in NUMPY_FUNCTIONS:
+            raise NetworkError(f"no NumPy form for {name}")
+        f = NUMPY_FUNCTIONS[name]
+        args = [_compile(a) for a in expr.args]
+        return lambda env: f(*[g(env) for g in args])
+    raise NetworkError(f"cannot evaluate {type(expr).__name__} numerically: {expr}")
+
+
+def _negated(term):
+    return _negative(term) if term.is_Matrix else term.could_extract_minus_sign()
+
+
+def _compile_matmul(expr):
+    """A matrix product, right to left. A column of ones 1 on the right sums the columns
+    (Δ 1_N: the bias gradient sums the samples); a row of ones 1^T on the right of a bias
+    is left to broadcasting (b 1_N^T: the bias added to every sample); 1^T M sums M's
+    columns; 1 r (a row repeated) is also left to broadcasting."""
+    coeff, product = expr.as_coeff_mmul()
+    args = product.args if isinstance(product, sp.MatMul) else (product,)
+    scale = _compile(sp.Mul(coeff, *[a for a in args if not a.is_Matrix]))
+    ops = []
+    for f in reversed([a for a in args if a.is_Matrix]):
+        if isinstance(f, Ones):
+            ops.append(("ones", None))
+        elif isinstance(f, sp.Transpose) and isinstance(f.arg, Ones):
+            ops.append(("ones^T", None))
+        else:
+            ops.append(("matrix", _compile(f)))
+
+    def run(env):
+        value, sum_columns = None, False
+        for kind, g in ops:
+            if kind == "ones":
+                sum_columns = value is None
+            elif kind == "ones^T":
+                if value is not None:
+                    value = value.sum(axis=0, keepdims=True)
+            else:
+                m = g(env)
+                value = m if value is None else m @ value
+                if sum_columns:
+                    value, sum_columns = value.sum(axis=1, keepdims=True), False
+        k = scale(env)
+        return value if k == 1 else k * value
+    return run
+
+
+# -- values -----------------------------------------------------------------------------
+
+@dataclass
+class LayeredValues:
+    """Numbers for a layered network: ``weights[l-1]`` is W^l (n_l x n_(l-1)),
+    ``biases[l-1]`` is b^l (n_l x 1), ``x`` the inputs (n_0 x N, one sample a column) and
+    ``y`` the targets (n_L x N)."""
+
+    weights: list
+    biases: list
+    x: np.ndarray
+    y: np.ndarray
+
+
+@dataclass
+class MatrixGradient:
+    """The loss and dE/dW^l, dE/db^l (``dW[l-1]``, ``db[l-1]``), with the deltas Δ^l and
+    activations A^0..A^L of the batch."""
+
+    loss: float
+    dW: list
+    db: list
+    deltas: list = field(repr=False)
+    activations: list = field(repr=False)
+
+    def named(self) -> dict:
+        """``{"W^1": dE/dW^1, "b^1": dE/db^1, ...}``."""
+        out = {}
+        for l, (gw, gb) in enumerate(zip(self.dW, self.db), 1):
+            out[f"W^{l}"], out[f"b^{l}"] = gw, gb
+        return out
+
+    @property
+    def batch(self) -> int:
+        return self.activations[0].shape[1]
+
+    def to_json(self) -> dict:
+        """``{"form", "loss", "batch", "summary", "gradient"}``; ``gradient`` (nested lists,
+        rows of dE/dW^l) only up to ``MAX_LISTED`` numbers in all, else None and a note."""
+        named = self.named()
+        total = sum(g.size for g in named.values())
+        record = {
+            "form": "matrix",
+            "loss": _plain(self.loss),
+            "batch": self.batch,
+            "summary": {k: {"shape": list(g.shape), "norm": _plain(np.linalg.norm(g)), "max_abs": _plain(np.abs(g).max())}
+                        for k, g in named.items()},
+            "gradient": {k: [[_plain(x) for x in row] for row in g] for k, g in named.items()} if total <= MAX_LISTED else None,
+        }
+        if total > MAX_LISTED:
+            record["note"] = f"{total:,} gradient entries: only their summary is listed (at most {MAX_LISTED:,})"
+        return record
+
+    def __str__(self) -> str:
+        lines = [f"loss E = {_plain(self.loss):.10g}  (batch of {self.batch})", ""]
+        named = self.named()
+        width = max(len(k) for k in named) + 6
+        for k, g in named.items():
+            lines.append(f"dE/d{k}".ljust(width) + f"{g.shape[0]}×{g.shape[1]}  "
+                         f"norm {_plain(np.linalg.norm(g)):.6g}  max |entry| {_plain(np.abs(g).max()):.6g}")
+            if g.size <= MAX_SHOWN:
+                lines += ["    " + "  ".join(f"{_plain(x):>11.6g}" for x in row) for row in g]
+        return "\n".join(lines)
+
+
+MAX_LISTED = 100_000  # gradient entries listed in JSON
+MAX_SHOWN = 40  # entries of one matrix shown in text
+
+
+def _plain(x) -> float:
+    return float(x) + 0.0  # a Python float, no -0.0
+
+
+def _check_values(sizes, values: LayeredValues):
+    depth = len(sizes) - 1
+    if len(values.weights) != depth or len(values.biases) != depth:
+        raise ValueError(f"{depth} layers but {len(values.weights)} weight matrices and {len(values.biases)} bias vectors")
+    batch = values.x.shape[1] if values.x.ndim == 2 else None
+    expected = [("x", values.x, (sizes[0], batch)), ("y", values.y, (sizes[-1], batch))]
+    for l in range(1, depth + 1):
+        expected.append((f"W^{l}", values.weights[l - 1], (sizes[l], sizes[l - 1])))
+        expected.append((f"b^{l}", values.biases[l - 1], (sizes[l], 1)))
+    for name, array, shape in expected:
+        if np.shape(array) != shape:
+            raise ValueError(f"{name} has shape {np.shape(array)}, expected {shape}")
+
+
+def random_layered(sizes, batch: int = 1, seed: int = 0, *, targets: str = "normal", dtype=np.float64) -> LayeredValues:
+    """Random weights and data for a layered network, reproducible from ``seed``.
+
+    Weights are normal with variance 1/n_(l-1) (so sums stay of order 1 at any width),
+    biases small, inputs standard normal. ``targets``: ``"normal"``, ``"onehot"`` (one
+    class per sample, for cross-entropy) or ``"binary"`` (0 or 1 entries).
+
+    >>> v = random_layered([3, 4, 2], batch=5, seed=1, targets="onehot")
+    >>> v.weights[0].shape, v.x.shape, v.y.sum(axis=0).tolist()
+    ((4, 3), (3, 5), [1.0, 1.0, 1.0, 1.0, 1.0])
+    """
+    sizes = list(sizes)
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
+    rng = np.random.default_rng(seed)
+    weights, biases = [], []
+    for fan_in, fan_out in zip(sizes, sizes[1:]):
+        weights.append((rng.standard_normal((fan_out, fan_in), dtype=np.float64) / np.sqrt(fan_in)).astype(dtype))
+        biases.append((0.1 * rng.standard_normal((fan_out, 1))).astype(dtype))
+    x = rng.standard_normal((sizes[0], batch)).astype(dtype)
+    if targets == "onehot":
+        y = np.zeros((sizes[-1], batch), dtype=dtype)
+        y[rng.integers(0, sizes[-1], size=batch), np.arange(batch)] = 1
+    elif targets == "binary":
+        y = rng.integers(0, 2, size=(sizes[-1], batch)).astype(dtype)
+    elif targets == "normal":
+        y = rng.standard_normal((sizes[-1], batch)).astype(dtype)
+    else:
+        raise ValueError(f"targets must be 'normal', 'onehot' or 'binary', not {targets!r}")
+    return LayeredValues(weights, biases, x, y)
+
+
+def values_from_scalar(sizes, values) -> LayeredValues:
+    """Matrices from scalar values named as :func:`symprop.layered.mlp` names them
+    (``x_i``, ``t_j``, ``w_l_j_i``, ``b_l_j``); a tuple value is a batch (one column a sample).
+
+    >>> v = values_from_scalar([1, 1], {"x_1": 2.0, "t_1": 1.0, "w_1_1_1": 0.5, "b_1_1": 0.0})
+    >>> v.weights[0].tolist(), v.x.tolist()
+    ([[0.5]], [[2.0]])
+    """
+    values = {str(k): v for k, v in values.items()}
+    batch = {len(v) for v in values.values() if isinstance(v, (tuple, list))}
+    if len(batch) > 1:
+        raise ValueError("batch values of different lengths")
+    n = batch.pop() if batch else 1
+
+    def get(name):
+        if name not in values:
+            raise ValueError(f"no value for {name}")
+        v = values[name]
+        return list(v) if isinstance(v, (tuple, list)) else [v] * n
+
+    def column(names):
+        return np.array([get(name) for name in names], dtype=np.float64)
+
+    def scalar(name):
+        v = values.get(name)
+        if isinstance(v, (tuple, list)):
+            raise ValueError(f"{name} is a parameter: one value, not a batch")
+        if v is None:
+            raise ValueError(f"no value for {name}")
+        return float(v)
+
+    sizes = list(sizes)
+    weights, biases = [], []
+    for l in range(1, len(sizes)):
+        weights.append(np.array([[scalar(f"w_{l}_{j}_{i}") for i in range(1, sizes[l - 1] + 1)]
+                                 for j in range(1, sizes[l] + 1)]))
+        biases.append(np.array([[scalar(f"b_{l}_{j}")] for j in range(1, sizes[l] + 1)]))
+    x = column([f"x_{i}" for i in range(1, sizes[0] + 1)])
+    y = column([f"t_{j}" for j in range(1, sizes[-1] + 1)])
+    return LayeredValues(weights, biases, x, y)
+
+
+def from_layers(layers) -> tuple[MatrixDerivation, LayeredValues]:
+    """The derivation and the numbers of a spec's ``[layers]`` table
+    (:class:`symprop.spec.Layers`): its ``[values]`` if it has any, else random ones
+    drawn with its ``seed`` for a batch of ``batch`` samples."""
+    d = derive_matrix(layers.sizes, layers.hidden, layers.output, layers.loss, reduction=layers.reduction)
+    if layers.values:
+        return d, values_from_scalar(d.sizes, layers.values)
+    return d, d.random_values(layers.batch, layers.seed)
+
+
+def mlp_bindings(d: MatrixDerivation, form: str = "layer") -> dict:
+    """The one-sample matrices of ``d`` as explicit matrices of the scalar network's
+    symbols, as :func:`symprop.layered.mlp` names them (``form`` as there).
+
+    With these, :meth:`MatrixDerivation.explicit` gives dE/dW^l entry by entry in the
+    scalar network's node symbols, comparable with its scalar derivations.
+    """
+    if form not in ("layer", "neuron"):
+        raise NetworkError(f"form must be 'layer' or 'neuron', not {form!r}")
+    s, sizes = d.one, d.sizes
+
+    def col(name, n):
+        return sp.ImmutableMatrix(n, 1, lambda j, _: sp.Symbol(name.format(j=j + 1)))
+
+    out = {s.x: col("x_{j}", sizes[0]), s.y: col("t_{j}", sizes[-1])}
+    previous = out[s.x]
+    for l in range(1, d.depth + 1):
+        W = sp.ImmutableMatrix(sizes[l], sizes[l - 1], lambda j, i: sp.Symbol(f"w_{l}_{j + 1}_{i + 1}"))
+        b = col(f"b_{l}_{{j}}", sizes[l])
+        out[s.W[l - 1]], out[s.b[l - 1]] = W, b
+        a = col(f"a_{l}_{{j}}", sizes[l])
+        out[s.z[l - 1]] = col(f"z_{l}_{{j}}", sizes[l]) if form == "layer" else W * previous + b
+        if l == d.depth and d.net.activations[-1] == "softmax":
+            # mlp names the logits a_L_j (identity nodes) and, without the fused loss, ŷ y_j
+            logits = list(a)
+            out[s.a[l]] = (sp.ImmutableMatrix([fn.softmax(k, *logits) for k in range(1, sizes[l] + 1)])
+                           if d.net.fused else col("y_{j}", sizes[l]))
+        else:
+            out[s.a[l]] = a
+        previous = a
+    return out
+
+
+# -- LaTeX worked solution ---------------------------------------------------------------
+
+def _latex_step(step: MatrixStep, names) -> dict:
+    return {
+        "lhs": latex(step.lhs, names),
+        "rhs": latex(step.rhs, names),
+        "rule": step.rule,
+        "because": list(step.because),
+        "shapes": [{"name": latex(q, names), "rows": latex(r, names), "cols": latex(c, names)} for q, (r, c) in step.shapes],
+    }
+
+
+def matrix_solution_context(d: MatrixDerivation, *, title=None, standalone=True) -> dict:
+    """The data ``templates/matrix_solution.tex.j2`` receives: printed LaTeX strings."""
+    names = d.names
+    acts = d.net.activations
+    rules = {s.rule for s in d.forward + d.steps + d.batch_forward + d.batch_steps}
+    return {
+        "title": title,
+        "standalone": standalone,
+        "description": d.description,
+        "sizes": [{"name": latex(n), "value": str(v)} for n, v in zip(d.dims, d.sizes)],
+        "depth": d.depth,
+        "reduction": d.net.reduction,
+        "fused": d.net.fused,
+        "softmax_output": acts[-1] == "softmax",
+        "loss": latex(d.loss, names),
+        "loss_name": d.net.loss,
+        "forward": [_latex_step(s, names) for s in d.forward],
+        "steps": [_latex_step(s, names) for s in d.steps],
+        "batch_forward": [_latex_step(s, names) for s in d.batch_forward],
+        "batch_steps": [_latex_step(s, names) for s in d.batch_steps],
+        "gates": [g for g in GATES if g in rules],
+        "rules": sorted(rules),
+        "activations": sorted({_activation_name(a) for a in acts} - {"identity"}),
+        "quantities": _quantities(d, names),
+    }
+
+
+def _quantities(d: MatrixDerivation, names) -> list[dict]:
+    """Every named matrix once, with its symbolic shape and its shape at the given sizes."""
+    seen = {}
+    for step in d.forward + d.steps + d.batch_forward + d.batch_steps:
+        for q, shape in step.shapes:
+            seen.setdefault(q, shape)
+    values = d.dimension_values()
+    rows = []
+    for q, (r, c) in seen.items():
+        rows.append({
+            "name": latex(q, names), "rows": latex(r), "cols": latex(c),
+            "rows_value": latex(r.xreplace(values)), "cols_value": latex(c.xreplace(values)),
+        })
+    return rows
+
+
+def render_matrix_solution(d: MatrixDerivation, *, title=None, standalone=True) -> str:
+    """The matrix derivation as a LaTeX worked solution (``templates/matrix_solution.tex.j2``)."""
+    from .render import environment
+
+    context = matrix_solution_context(d, title=title, standalone=standalone)
+    return environment().get_template("matrix_solution.tex.j2").render(context)
