@@ -1,0 +1,493 @@
+"""Exam generator: reproducible variants, answers against central differences, wrong options
+recomputed independently from their labelled mistakes, documents through a real pdflatex."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+import sympy as sp
+
+from symprop import functions as F
+from symprop.cli import main
+from symprop.exam import (
+    ExamError, answer_key_tex, family_from_text, load_family, render_variants, variant, variants, write_exam,
+)
+from symprop.printing import latex_number
+from symprop.render import compile_pdf
+from symprop.spec import SpecError
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "exam_family.toml"
+
+BROAD = """
+[family]
+name = "broad"
+title = "Backprop & friends: 100% by hand"
+wrt = ["w_*", "b_2_*"]
+options = 4
+[family.layered]
+sizes = [[2, 2, 1], [2, 2, 2], [2, 3, 2], [3, 2, 2], [2, 2, 2, 1]]
+hidden = ["sigmoid", "tanh", "relu", "softplus", "leaky_relu"]
+output = ["sigmoid", "identity"]
+loss = "half_sse"
+form = ["neuron", "layer"]
+[family.values]
+targets = {choices = [0.0, 0.5, 1.0]}
+"""
+
+SOFTMAX_BATCH = """
+[family]
+name = "softmax-batch"
+wrt = ["w_*"]
+batch = 2
+options = 3
+[family.layered]
+sizes = [[2, 2, 3], [2, 3, 2]]
+hidden = ["sigmoid", "tanh"]
+output = "softmax"
+loss = "cross_entropy"
+reduction = "mean"
+"""
+
+SEVEN = """
+[family]
+name = "seven"
+wrt = ["w_5_7", "w_4_6", "w_2_5"]
+options = 3
+[family.activations]
+g = ["sigmoid", "tanh"]
+
+[network]
+inputs = ["z_6", "z_7"]
+targets = ["y_1", "y_2", "y_3"]
+params = ["w_1_4", "w_1_5", "w_2_4", "w_2_5", "w_3_4", "w_3_5", "w_4_6", "w_4_7", "w_5_6", "w_5_7"]
+functions = ["g"]
+loss = "E"
+[nodes]
+E = "softmax_cross_entropy([z_1, z_2, z_3], [y_1, y_2, y_3])"
+z_1 = "g(w_1_4*z_4 + w_1_5*z_5)"
+z_2 = "g(w_2_4*z_4 + w_2_5*z_5)"
+z_3 = "g(w_3_4*z_4 + w_3_5*z_5)"
+z_4 = "g(w_4_6*z_6 + w_4_7*z_7)"
+z_5 = "g(w_5_6*z_6 + w_5_7*z_7)"
+"""
+
+
+@pytest.fixture(scope="module")
+def broad():
+    fam = family_from_text(BROAD, "broad.toml")
+    return fam, variants(fam, 50, seed=2024)
+
+
+@pytest.fixture(scope="module")
+def others():
+    result = []
+    for text, file in ((SOFTMAX_BATCH, "softmax.toml"), (SEVEN, "seven.toml")):
+        fam = family_from_text(text, file)
+        result.append((fam, variants(fam, 6, seed=11)))
+    return result
+
+
+def every_variant(broad, others):
+    for fam, vs in [broad] + others:
+        for v in vs:
+            yield fam, v
+
+
+# -- an independent numeric model: explicit SymPy forms, lambdified, central differences ------
+
+def forward(net, sample, nodes=None):
+    """Every node's value at the sample, from the explicit node definitions."""
+    nodes = nodes or net.nodes
+    point = {s: sp.Float(sp.Rational(v), 30) for s, v in sample.items()}
+    for k in net.order:
+        point[k] = F.explicit(nodes[k]).xreplace(point).evalf(30)
+    return point
+
+
+_LOSS = {}
+
+
+def loss_function(net, nodes):
+    cached = _LOSS.get(id(net))
+    if nodes is net.nodes and cached and cached[0] is net:  # the unmodified loss, lambdified once
+        return cached[1]
+    full = {}
+    for k in net.order:
+        full[k] = nodes[k].xreplace(full)
+    leaves = list(net.leaves)
+    result = sp.lambdify(leaves, F.explicit(full[net.loss]), "math"), leaves
+    if nodes is net.nodes:
+        _LOSS[id(net)] = (net, result)
+    return result
+
+
+def central(net, sample, w, nodes=None, h=1e-6):
+    """dE/dw at the sample by central differences of the (possibly modified) network."""
+    f, leaves = loss_function(net, nodes or net.nodes)
+    args = [float(sample[s]) for s in leaves]
+    i = leaves.index(w)
+    up, down = list(args), list(args)
+    up[i] += h
+    down[i] -= h
+    return (f(*up) - f(*down)) / (2 * h)
+
+
+def reduce(net, values):
+    return sum(values) / len(values) if net.reduction == "mean" else sum(values)
+
+
+def close(a, b, rel=1e-5, abs_=1e-8):
+    return abs(a - b) <= rel * max(abs(a), abs(b)) + abs_
+
+
+def with_slope(net, sample, k, slope):
+    """The network with node k = f(u) replaced by its tangent of the given slope at the sample:
+    same forward values, and dk/du = slope where backprop would use f'(u)."""
+    point = forward(net, sample)
+    u = net.nodes[k].args[0]
+    u0 = F.explicit(u).xreplace(point).evalf(30)
+    nodes = dict(net.nodes)
+    nodes[k] = point[k] + slope * (u - u0)
+    return nodes
+
+
+def partner(net, p):
+    parts = p.name.split("_")
+    other = "_".join(parts[:-2] + [parts[-1], parts[-2]]) if len(parts) >= 3 else None
+    return next((q for q in net.params if q.name == other and q != p), None)
+
+
+def transposed(net, sample):
+    """Node l gets + sum_k c_lk (z_k - z_k0) so that dz_l/dz_k uses w_k_l for w_l_k."""
+    point = forward(net, sample)
+    swap = {p: q for p in net.params if (q := partner(net, p)) is not None}
+    nodes = dict(net.nodes)
+    for l in net.order:
+        expr = net.nodes[l]
+        outer, inner = sp.S.One, expr
+        if isinstance(expr, (F.sigmoid, sp.tanh, F.relu, F.leaky_relu, F.softplus)):
+            U = sp.Dummy()
+            outer = sp.diff(F.explicit(expr.func(U, *expr.args[1:])), U).subs(U, F.explicit(expr.args[0]).xreplace(point))
+            inner = expr.args[0]
+        extra = 0
+        for k in net.producers[l]:
+            if k in net.nodes:
+                d = sp.diff(inner, k)
+                c = (outer * (d.xreplace(swap) - d)).xreplace(point).evalf(30)
+                extra += c * (k - point[k])
+        nodes[l] = expr + extra
+    return nodes
+
+
+def path_product(net, sample, path):
+    point = forward(net, sample)
+    value = sp.S.One
+    for a, b in zip(path, path[1:]):
+        value *= sp.diff(F.explicit(net.nodes[b]), a).xreplace(point)
+    return float(value.evalf(30))
+
+
+def independent(net, v, m, sample):
+    """The mistake's dE/dw for one sample, recomputed without symprop's derivation."""
+    w = v.wrt
+    if m.kind in ("sign", "batch-sum"):
+        right = central(net, sample, w)
+        return -right if m.kind == "sign" else right
+    if m.kind == "dropped-path":
+        return central(net, sample, w) - path_product(net, sample, m.path)
+    if m.kind == "transpose":
+        return central(net, sample, w, transposed(net, sample))
+    f = net.nodes[m.node]
+    point = forward(net, sample)
+    u0 = F.explicit(f.args[0]).xreplace(point).evalf(30)
+    z0 = point[m.node]
+    if m.kind == "missing-derivative":
+        slope = 1
+    elif m.kind == "pre-activation":  # the output form z (1 - z) / 1 - z^2 at z := u
+        assert isinstance(f, (F.sigmoid, sp.tanh)), f"{m.label}: only sigmoid and tanh have an output form"
+        slope = u0 * (1 - u0) if isinstance(f, F.sigmoid) else 1 - u0**2
+    else:  # output-for-input: f' evaluated at the output
+        U = sp.Dummy()
+        slope = sp.diff(F.explicit(f.func(U, *f.args[1:])), U).subs(U, z0)
+    return central(net, sample, w, with_slope(net, sample, m.node, slope))
+
+
+# -- reproducibility -------------------------------------------------------------------------
+
+def test_same_seed_gives_byte_identical_files_across_processes(tmp_path):
+    args = ["exam", str(EXAMPLE), "--variants", "4", "--seed", "99", "--answers"]
+    assert main(args + ["-o", str(tmp_path / "a"), "--moodle", str(tmp_path / "a" / "q.xml")]) == 0
+    # another process with another hash seed: nothing may depend on set or dict hash order
+    env = dict(os.environ, PYTHONHASHSEED="12345")
+    done = subprocess.run(
+        [sys.executable, "-m", "symprop.cli", *args, "-o", str(tmp_path / "b"), "--moodle", str(tmp_path / "b" / "q.xml")],
+        env=env, capture_output=True, text=True, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == ["mlp-backprop-key.csv", "mlp-backprop-key.tex", "q.xml"] + [f"variant-0{i}.tex" for i in range(1, 5)]
+    assert names == sorted(p.name for p in (tmp_path / "b").iterdir())
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_a_variant_does_not_depend_on_how_many_are_asked_for():
+    fam = load_family(EXAMPLE)
+    three = variants(fam, 3, seed=5)
+    alone = variant(fam, 5, 3)
+    assert (alone.wrt, alone.samples, alone.answer) == (three[2].wrt, three[2].samples, three[2].answer)
+    assert [o.value for o in alone.options] == [o.value for o in three[2].options]
+
+
+def test_different_seeds_give_different_variants():
+    fam = load_family(EXAMPLE)
+    a, b = variants(fam, 5, seed=1), variants(fam, 5, seed=2)
+    assert [v.answer for v in a] != [v.answer for v in b]
+    assert render_variants(fam, a, combined=True) != render_variants(fam, b, combined=True)
+
+
+# -- answers and wrong options ---------------------------------------------------------------
+
+def test_every_answer_agrees_with_central_differences(broad, others):
+    count = 0
+    for fam, v in every_variant(broad, others):
+        net = v.network
+        per_sample = [central(net, s, v.wrt) for s in v.samples]
+        for mine, fd in zip(v.gradients, per_sample):
+            assert close(mine, fd), (fam.name, v.index, v.architecture)
+        assert close(v.answer, reduce(net, per_sample))
+        count += 1
+    assert count == 62
+
+
+def test_wrong_options_are_distinct_and_each_comes_from_its_mistake(broad, others):
+    kinds = set()
+    for fam, v in every_variant(broad, others):
+        values = [o.value for o in v.options]
+        assert len(v.options) == fam.options + 1 and sum(o.correct for o in v.options) == 1
+        for i, a in enumerate(values):  # distinct, by the documented relative rule
+            for b in values[i + 1:]:
+                assert abs(a - b) > fam.distinct * max(abs(a), abs(b)), (fam.name, v.index)
+        assert [o.letter for o in v.options] == list("ABCDE"[: len(v.options)])
+        net = v.network
+        for o in v.wrong_options:
+            m = o.mistake
+            kinds.add(m.kind)
+            per_sample = [independent(net, v, m, s) for s in v.samples]
+            expected = sum(per_sample) if m.kind == "batch-sum" else reduce(net, per_sample)
+            assert close(o.value, expected), (fam.name, v.index, m.label, o.value, expected)
+    assert kinds == {"sign", "missing-derivative", "pre-activation", "output-for-input", "transpose",
+                     "dropped-path", "batch-sum"}
+
+
+def test_a_mistake_that_coincides_is_left_out_and_said_so():
+    # relu's derivative written in its output is still right: that option cannot exist
+    fam = family_from_text("""
+[family]
+options = 1
+[family.layered]
+sizes = [1, 1, 1]
+hidden = "relu"
+""", "relu.toml")
+    for v in variants(fam, 5, seed=3):
+        assert all(o.mistake is None or o.mistake.kind not in ("pre-activation", "output-for-input")
+                   for o in v.options)
+        reasons = {(m.kind, why) for m, why, _ in v.dropped}
+        if v.wrt.name.startswith(("w_1", "b_1")):
+            assert ("pre-activation", "right") in reasons and ("output-for-input", "right") in reasons
+            assert any("coincides with the right answer" in n for n in v.notes)
+
+
+# -- degenerate variants -----------------------------------------------------------------------
+
+def test_no_saturated_or_dead_unit_on_the_paths(broad):
+    fam, vs = broad
+    for v in vs:
+        net = v.network
+        for point in v.points:
+            for k in net.on_paths(v.wrt):
+                f = net.nodes[k]
+                if isinstance(f, (F.sigmoid, sp.tanh, F.relu, F.softplus)):
+                    U = sp.Dummy()
+                    slope = sp.diff(F.explicit(f.func(U)), U).subs(U, F.explicit(f.args[0]).xreplace(point))
+                    assert abs(float(slope)) >= fam.saturation
+        assert abs(v.answer) >= fam.min_gradient
+
+
+def test_saturation_is_rejected_unless_allowed():
+    text = """
+[family]
+options = 0
+wrt = ["w_1_*"]
+{allow}
+[family.layered]
+sizes = [1, 1, 1]
+hidden = "sigmoid"
+[family.values]
+params = 6.0
+inputs = 1.0
+"""
+    with pytest.raises(ExamError, match="saturated"):
+        variants(family_from_text(text.format(allow="max_tries = 20"), "sat.toml"), 1, seed=0)
+    with pytest.raises(ExamError, match="zero gradient"):  # asking for saturation alone is not enough
+        variants(family_from_text(text.format(allow='allow = ["saturated"]\nmax_tries = 5'), "sat.toml"), 1, seed=0)
+    allowed = 'allow = ["saturated", "zero-gradient"]'
+    (v,) = variants(family_from_text(text.format(allow=allowed), "sat.toml"), 1, seed=0)
+    assert 0 < abs(v.answer) < 1e-3
+
+
+def test_relu_at_its_kink_and_ties_are_rejected():
+    kink = """
+[family]
+options = 0
+max_tries = 5
+{allow}
+[family.layered]
+sizes = [1, 1, 1]
+hidden = "relu"
+[family.values]
+w_1_1_1 = 0.5
+x_1 = 0.4
+b_1_1 = -0.2
+"""
+    with pytest.raises(ExamError, match="kink"):
+        variants(family_from_text(kink.format(allow='wrt = ["w_2_1_1"]'), "kink.toml"), 1, seed=0)
+    tie = """
+[family]
+options = 0
+max_tries = 5
+wrt = ["a"]
+[network]
+inputs = ["x"]
+params = ["a", "b"]
+loss = "E"
+[nodes]
+m = "max(a*x, b*x)"
+E = "m**2/2"
+[family.values]
+a = 0.5
+b = 0.5
+"""
+    with pytest.raises(ExamError, match="tie"):
+        variants(family_from_text(tie, "tie.toml"), 1, seed=0)
+
+
+def test_given_numbers_are_nice():
+    fam, vs = family_from_text(BROAD, "broad.toml"), None
+    vs = variants(fam, 5, seed=8)
+    for v in vs:
+        for s in v.samples:
+            for symbol, value in s.items():
+                assert isinstance(value, Fraction) and (value * 10).denominator == 1
+                if v.network.role(symbol) in ("param", "input"):
+                    assert value != 0 and -1 <= value <= 1
+                else:
+                    assert value in (0, Fraction(1, 2), 1)
+
+
+def test_softmax_targets_are_one_hot(others):
+    (fam, vs), _ = others
+    for v in vs:
+        for s in v.samples:
+            assert sorted(s[t] for t in v.network.targets) == [0] * (len(v.network.targets) - 1) + [1]
+
+
+def test_graph_family_binds_its_generic_function(others):
+    _, (fam, vs) = others
+    for v in vs:
+        assert not any(isinstance(f, F.GenericFunction) for e in v.network.nodes.values() for f in e.atoms(sp.Function))
+        assert v.wrt.name in ("w_5_7", "w_4_6", "w_2_5")
+    assert {v.architecture for v in vs} == {"g = sigmoid", "g = tanh"}
+
+
+# -- family files ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, key", [
+    ("[family]\nfoo = 1\n[family.layered]\nsizes = [1, 1]", "[family] foo"),
+    ("[family]\n[family.layered]\nsizes = [1, 1]\nhidden = 'swish'", "[family.layered] hidden"),
+    ("[family]\n[family.layered]\nsizes = [1, 1]\n[values]\nx_1 = 1", "[values]"),
+    ("[family]\ndistinct = 0.005\n[family.layered]\nsizes = [1, 1]", "[family] distinct"),
+    ("[family]\n[family.layered]\nsizes = [1, 1]\n[family.values]\nx_1 = [0.01, 0.04]", "[family.values] x_1"),
+    ("[family]\nwrt = []\n[family.layered]\nsizes = [1, 1]", "[family] wrt"),
+    ("[family]\n", "[family]"),
+    ("[family]\n[network]\nparams = ['w']\nloss = 'E'\nfunctions = ['g']\n[nodes]\nE = 'g(w)'", "[family.activations] g"),
+    ("[family]\n[network]\nparams = ['w']\nloss = 'E'\n[nodes]\nE = 'w*'", "[nodes] E"),
+])
+def test_bad_families_name_file_and_key(text, key):
+    with pytest.raises(SpecError) as err:
+        family_from_text(text, "fam.toml")
+    assert str(err.value).startswith(f"fam.toml: {key}: ")
+
+
+def test_a_weight_pattern_that_matches_nothing_is_an_error():
+    fam = family_from_text("[family]\nwrt = ['v_*']\n[family.layered]\nsizes = [1, 1]", "fam.toml")
+    with pytest.raises(ExamError, match="matches v_"):
+        variants(fam, 1, seed=0)
+
+
+# -- documents ---------------------------------------------------------------------------------
+
+pdflatex = pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+
+
+@pdflatex
+def test_fifty_variants_compile_with_pdflatex(broad, others, tmp_path):
+    fam, vs = broad
+    docs = render_variants(fam, vs, combined=True, answers=True)
+    (name, tex), = docs.items()
+    assert tex.count(r"\question") == 50 and r"Backprop \& friends: 100\% by hand" in tex
+    (tmp_path / name).write_text(tex)
+    pdf = compile_pdf(tmp_path / name)
+    log = (tmp_path / name).with_suffix(".log").read_text(errors="replace")
+    pages = int(re.search(r"Output written on .*?\((\d+) pages?", log, re.S).group(1))
+    assert pdf.exists() and pages >= 50
+    # the answer key, and the batch and graph families, through pdflatex as well
+    key = tmp_path / "key.tex"
+    key.write_text(answer_key_tex(fam, vs))
+    assert compile_pdf(key).exists()
+    for fam, vs in others:
+        (name, tex), = render_variants(fam, vs[:2], combined=True, answers=True).items()
+        (tmp_path / name).write_text(tex)
+        assert compile_pdf(tmp_path / name).exists()
+
+
+def test_answer_key_lists_every_variant(tmp_path):
+    fam = load_family(EXAMPLE)
+    written = write_exam(fam, 3, 7, tmp_path)
+    vs = variants(fam, 3, seed=7)
+    rows = (tmp_path / "mlp-backprop-key.csv").read_text().splitlines()
+    assert rows[0] == "variant,question,value,rounded,option"
+    for v, row in zip(vs, rows[1:]):
+        index, question, value, rounded, option = row.split(",")
+        assert (int(index), question, option) == (v.index, f"dE/d{v.wrt}", v.correct_letter)
+        assert abs(float(value) - v.answer) <= 1e-11 * abs(v.answer)
+    key = (tmp_path / "mlp-backprop-key.tex").read_text()
+    for v in vs:  # one row per variant: number, question, value, letter
+        printed = latex_number(v.answer, fam.digits)
+        assert re.search(rf"\n{v.index} & \$.*\$ & \${re.escape(printed)}\$ & {v.correct_letter} & ", key), printed
+    assert sorted(p.name for p in written) == sorted(
+        ["variant-01.tex", "variant-02.tex", "variant-03.tex", "mlp-backprop-key.tex", "mlp-backprop-key.csv"])
+
+
+def test_questions_do_not_give_the_answer_away():
+    fam = load_family(EXAMPLE)
+    (v,) = variants(fam, 1, seed=4)
+    (tex,) = render_variants(fam, [v]).values()
+    question = tex.split(r"\begin{solution}")[0]
+    assert "% \\printanswers" in tex and "\\printanswers\n" not in tex.replace("% \\printanswers", "")
+    node_values = [c for c in question.split("label={[text=green") if "]above:" in c]
+    assert not node_values  # the figure shows no forward values in the question
+
+
+def test_cli_family_options_need_a_family(tmp_path, capsys):
+    spec = ROOT / "examples" / "seed002_seven_neurons.toml"
+    assert main(["exam", str(spec), "--variants", "3"]) == 2
+    assert "need a question family" in capsys.readouterr().err
+    assert main(["exam", str(EXAMPLE), "--wrt", "w_1_1_1", "-o", str(tmp_path)]) == 2
+    assert main(["exam", str(EXAMPLE), "--variants", "0", "-o", str(tmp_path)]) == 2
