@@ -27,7 +27,7 @@ SymPy products are only built when a form is asked for. So deriving every weight
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import sympy as sp
 

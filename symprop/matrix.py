@@ -741,7 +741,6 @@ class MatrixDerivation:
         return forward, backward, results
 
     def _environment(self, values: LayeredValues) -> dict:
-        s = self.batch
         _check_values(self.sizes, values)
         k = self._keys
         env = dict(zip(k["dims"], self.sizes))
@@ -767,7 +766,7 @@ class MatrixDerivation:
         return self._loss_number(env)
 
     def _loss_number(self, env) -> float:
-        s, net = self.batch, self.net
+        net = self.net
         a, z, y = env[self._keys["out"]], env[self._keys["logits"]], env[self._keys["y"]]
         if net.fused == FUSED[0]:  # log-sum-exp on the logits
             top = z.max(axis=0, keepdims=True)

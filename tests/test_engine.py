@@ -1,7 +1,6 @@
 """The chain-rule engine against sympy.diff, on random DAGs and on the seeds' examples."""
 
 import math
-import warnings
 
 import pytest
 import sympy as sp
