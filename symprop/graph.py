@@ -164,6 +164,30 @@ class Network:
 
         return derive(self, wrt, method=method, **options)
 
+    def gradient(self, values, bind=None):
+        """Forward values, deltas and the gradient at ``values``: see :func:`symprop.numeric.gradient`."""
+        from .numeric import gradient
+
+        return gradient(self, values, bind=bind)
+
+    def check(self, values, bind=None, against=None):
+        """Check the gradient against central differences: see :func:`symprop.numeric.check`."""
+        from .numeric import check
+
+        return check(self, values, bind=bind, against=against)
+
+    def step(self, values, lr, **options):
+        """Gradient-descent steps: see :func:`symprop.numeric.step`."""
+        from .numeric import step
+
+        return step(self, values, lr, **options)
+
+    def flow(self, values, bind=None):
+        """Gradient-flow diagnostics: see :func:`symprop.numeric.flow`."""
+        from .numeric import flow
+
+        return flow(self, values, bind=bind)
+
     def display_name(self, symbol: sp.Symbol) -> str:
         """The LaTeX name of ``symbol``: the ``display`` override or the naming rule."""
         return self.display.get(symbol) or display_name(symbol.name)

@@ -4,8 +4,6 @@ import json
 import math
 import subprocess
 import sys
-import tomllib
-from pathlib import Path
 
 import pytest
 import sympy as sp
@@ -14,12 +12,9 @@ from symprop.cli import main
 from symprop.spec import load_spec, parse_expression
 
 from dags import evaluate, reference_gradient
+from example_files import NETWORKS
 
-# the network examples (a [nodes] graph), not question families or [layers] shorthands
-EXAMPLES = [
-    p for p in sorted((Path(__file__).parent.parent / "examples").glob("*.toml"))
-    if "nodes" in tomllib.loads(p.read_text())
-]
+EXAMPLES = NETWORKS  # the [nodes] examples, not question families or [layers] shorthands
 
 
 def run(argv, capsys):

@@ -15,9 +15,10 @@ import sympy as sp
 from symprop import cli, render
 from symprop.render import LatexError, compile_pdf, environment, render_exam, render_solution, solution_context, write_atomic
 from symprop.spec import load_spec, spec_from_text
+from example_files import NETWORKS
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = sorted((ROOT / "examples").glob("*.toml"))
+EXAMPLES = NETWORKS  # the [nodes] spec files among the examples
 needs_tex = pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
 
 # Seed 002's 7-neuron network, written here so the tests do not depend on examples/.

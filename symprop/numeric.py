@@ -1,0 +1,1061 @@
+"""Numbers: forward values, deltas and gradients, gradient check, descent and flow.
+
+A network is compiled once (per binding of its generic functions) into two small
+programs of lambdified per-node expressions, never the fully substituted gradient:
+
+- forward: each node's value from its producers' values, in topological order;
+- backward: from ``dE/dE = 1`` down, ``delta_k = sum over consumers l of delta_l * ∂z_l/∂z_k``
+  and ``dE/dw = sum over the nodes k that use w of delta_k * ∂z_k/∂w``, where each local
+  partial is the engine's (:func:`symprop.derive.local_partial`) evaluated at the node values.
+
+Inputs and targets may be arrays of shape ``(M,)`` (a batch); parameters are numbers.
+Values and deltas are per sample (the delta of a sample's own loss); the loss and the
+gradient are reduced over the batch by the network's ``reduction`` (sum or mean). The
+gradient has every parameter and every input; an input's entry is the reduction of its
+per-sample gradients (the derivative for a shift of that input in every sample).
+
+>>> import sympy as sp
+>>> from symprop import Network, sigmoid
+>>> x, t, w, h, E = sp.symbols("x t w h E")
+>>> net = Network({h: sigmoid(w*x), E: (t - h)**2/2}, loss=E, params=[w], inputs=[x], targets=[t])
+>>> g = gradient(net, {"x": 1.0, "t": 1.0, "w": 0.0})
+>>> g.loss, g.gradient[w]
+(0.125, -0.125)
+
+Numerical conventions (documented here because they change numbers):
+
+- Stable NumPy forms: ``sigmoid`` from ``exp(-|x|)``, ``softplus`` by ``logaddexp``, ``softmax``
+  with the largest logit subtracted, ``softmax_cross_entropy`` by log-sum-exp. In a node's
+  forward expression ``log(sigmoid(u))`` becomes ``-softplus(-u)``, ``log(1 - sigmoid(u))``
+  becomes ``-softplus(u)`` and ``log(softmax_k(z))`` becomes ``z_k - logsumexp(z)``, also
+  when the sigmoid or softmax is a node of its own; losses stay exact at pre-activations of
+  +-1000.
+- A sigmoid or softmax *node* read under a ``log`` by another node (a probability fed to a
+  cross-entropy) has its value clipped to ``[PROB_FLOOR, PROB_CEIL]`` = ``[1e-300, 1 - 2**-53]``:
+  the backward pass divides by it (``d(-t log p)/dp = -t/p``), and ``p = 0`` would give
+  ``0 * inf``. The gradient below it, ``p - t``, is then off by at most ``1e-16``.
+- ``softmax_cross_entropy`` needs targets that sum to 1 in every sample (its rule
+  ``dL/dz = y_hat - t`` assumes it); otherwise :class:`NumericError`.
+- No value of a leaf, an unbound generic function or a non-finite node value gives a
+  :class:`NumericError` naming the symbol.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import sympy as sp
+from sympy.printing.numpy import NumPyPrinter
+
+from . import functions as F
+from .graph import Network, NetworkError
+
+__all__ = [
+    "NumericError", "Gradient", "Check", "CheckRow", "PathTerm", "Descent", "Flow", "Layer",
+    "gradient", "check", "step", "flow", "numpy_functions",
+    "STEP", "GOOD", "OK", "SUSPICIOUS", "SATURATION", "PROB_FLOOR", "PROB_CEIL",
+]
+
+PROB_FLOOR = 1e-300
+PROB_CEIL = 1.0 - 2.0**-53  # the largest float below 1
+
+# Gradient check (cs231n's thresholds on the relative error |a - n| / max(|a|, |n|, floor)).
+STEP = 1e-5  # central-difference step, scaled by max(1, |p|): near eps**(1/3), the optimum
+GOOD = 1e-7  # "good": at most this
+OK = 1e-4  # "ok": at most this (acceptable where the loss has kinks: relu, max)
+SUSPICIOUS = 1e-2  # "suspicious": at most this; above it "wrong". Both count as failures.
+AGAINST_FLOOR = 1e-12  # floor of the relative error between two exact formulas, times max(1, |E|)
+
+# Flow diagnostics.
+SATURATION = 1e-3  # a sigmoid/tanh unit with f'(u) below this is saturated (|u| > 6.9 / 3.8)
+MAX_PATHS_SHOWN = 50  # a failing parameter's path terms are listed up to this many paths
+
+
+class NumericError(NetworkError):
+    """A network that cannot be evaluated at the given values; names the symbol at fault."""
+
+
+# -- NumPy implementations of symprop's functions -------------------------------------------
+
+def _sigmoid(x):
+    x = np.asarray(x, dtype=float)
+    e = np.exp(-np.abs(x))  # never overflows; 1/(1+e) and e/(1+e) are both exact-ish
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _softplus(x):
+    return np.logaddexp(0.0, x)
+
+
+def _step(x):
+    return np.where(np.asarray(x) > 0, 1.0, 0.0)
+
+
+def _relu(x):
+    return np.where(np.asarray(x) > 0, x, 0.0)
+
+
+def _leaky_relu(x, a=0.01):
+    return np.where(np.asarray(x) > 0, x, np.multiply(a, x))
+
+
+def _maximum(a, b):
+    return np.where(np.asarray(a) >= b, a, b)  # tie: the first argument (functions.py)
+
+
+def _minimum(a, b):
+    return np.where(np.asarray(a) <= b, a, b)
+
+
+def _logits(z):
+    arrays = np.broadcast_arrays(*[np.asarray(v, dtype=float) for v in z])
+    top = np.maximum.reduce(arrays)
+    return arrays, top
+
+
+def _logsumexp(*z):
+    arrays, top = _logits(z)
+    return top + np.log(sum(np.exp(v - top) for v in arrays))
+
+
+def _softmax(k, *z):
+    arrays, top = _logits(z)
+    e = [np.exp(v - top) for v in arrays]
+    return e[int(k) - 1] / sum(e)
+
+
+def _log_softmax(k, *z):
+    return np.asarray(z[int(k) - 1], dtype=float) - _logsumexp(*z)
+
+
+def _softmax_cross_entropy(n, *args):
+    n = int(n)
+    lse = _logsumexp(*args[:n])
+    return -sum(np.multiply(t, np.subtract(z, lse)) for z, t in zip(args[:n], args[n:]))
+
+
+def _zero(*args):
+    return np.zeros(np.broadcast(*[np.asarray(a) for a in args]).shape)
+
+
+_NUMPY = {
+    "sigmoid": _sigmoid, "softplus": _softplus, "step": _step, "relu": _relu,
+    "leaky_relu": _leaky_relu, "maximum": _maximum, "minimum": _minimum, "softmax": _softmax,
+    "softmax_cross_entropy": _softmax_cross_entropy, "log_softmax": _log_softmax,
+    "DiracDelta": _zero,  # the derivative of step and sign: 0 almost everywhere
+}
+
+
+def numpy_functions() -> dict[str, Callable]:
+    """The stable NumPy implementation of each symprop function, by class name.
+
+    >>> f = numpy_functions()
+    >>> float(f["sigmoid"](-1000.0)), float(f["softplus"](1000.0)), float(f["softmax"](1, 1000.0, 0.0))
+    (0.0, 1000.0, 1.0)
+    """
+    return dict(_NUMPY)
+
+
+class log_softmax(sp.Function):
+    """``log softmax_k(z)``, used only inside compiled forward programs (stable form)."""
+
+
+# -- compiling a network --------------------------------------------------------------------
+
+def _probability_nodes(net: Network) -> dict[sp.Symbol, sp.Expr]:
+    """Sigmoid and softmax nodes that some node reads under a log (probabilities)."""
+    found = {}
+    for expr in net.nodes.values():
+        for lg in expr.atoms(sp.log):
+            for s in lg.args[0].free_symbols:
+                if isinstance(net.nodes.get(s), (F.sigmoid, F.softmax)):
+                    found[s] = net.nodes[s]
+    return found
+
+
+def _stable_logs(expr: sp.Expr, probabilities) -> sp.Expr:
+    """Rewrite logs of sigmoids and softmaxes (or of such nodes) into stable forms."""
+
+    def stable(arg):
+        inner = probabilities.get(arg, arg)
+        if isinstance(inner, F.sigmoid):
+            return -F.softplus(-inner.args[0])
+        if isinstance(inner, F.softmax):
+            return log_softmax(*inner.args)
+        complement = 1 - arg
+        inner = probabilities.get(complement, complement)
+        if isinstance(inner, F.sigmoid):
+            return -F.softplus(inner.args[0])
+        return None
+
+    if not expr.has(sp.log):
+        return expr
+    return expr.replace(lambda e: isinstance(e, sp.log) and stable(e.args[0]) is not None,
+                        lambda e: stable(e.args[0]))
+
+
+def _bindings(bind) -> dict[str, str]:
+    bind = dict(bind or {})
+    for name, activation in bind.items():
+        if activation not in F.ACTIVATIONS:
+            raise NumericError(
+                f"cannot bind {name} to {activation!r}; known activations: {', '.join(sorted(F.ACTIVATIONS))}"
+            )
+    return bind
+
+
+def _generic_namespace(exprs, bind) -> dict[str, Callable]:
+    """NumPy callables for every generic function (and derivative) met in ``exprs``."""
+    found = set()
+    for expr in exprs:
+        found |= {type(a) for a in expr.atoms(F.GenericFunction)}
+    namespace = {}
+    u = sp.Dummy("u")
+    for cls in sorted(found, key=lambda c: (c.base_name, c.order)):
+        name = cls.base_name
+        if name not in bind:
+            raise NumericError(
+                f"the generic function {name} has no numbers until it is bound to an activation: "
+                f"--bind {name}=tanh on the command line, [bind] {name} = \"tanh\" in the spec, or "
+                f"bind={{'{name}': 'tanh'}} in Python (known: {', '.join(sorted(F.ACTIVATIONS))})"
+            )
+        f = sp.diff(F.ACTIVATIONS[bind[name]](u), u, cls.order)
+        namespace[cls.__name__] = sp.lambdify([u], f, modules=[_NUMPY, "numpy"])
+    return namespace
+
+
+class _Program:
+    """The compiled forward and backward programs of one network under one binding."""
+
+    def __init__(self, net: Network, bind: dict[str, str]):
+        from .derive import local_partial
+
+        self.net = net
+        self.bind = bind
+        self.rank = {s: i for i, s in enumerate(net.symbols)}
+        self.probabilities = _probability_nodes(net)
+        self.slot = {s: i for i, s in enumerate(net.params + net.inputs)}
+        forward = [(k, _stable_logs(net.nodes[k], self.probabilities)) for k in net.order]
+        backward = []
+        for l in reversed(net.order):
+            if l not in net.ancestors_of_loss:
+                continue
+            # nodes first, then parameters and inputs: backprop takes them as two blocks
+            wrt = tuple(s for s in net.producers[l] if s in net.nodes)
+            wrt += tuple(s for s in net.producers[l] if s in self.slot)
+            lps = [local_partial(net, l, s) for s in wrt]
+            backward.append((l, wrt, lps))
+        # derivatives of functions (the chain factors; the others are algebra) as one set:
+        # looking at each partial's full expression would cost more than compiling it
+        chains = {f for *_, lps in backward for lp in lps for chain, _ in lp.products for f in chain}
+        for f in sorted(chains, key=sp.default_sort_key):
+            for d in sorted(f.atoms(sp.Derivative), key=sp.default_sort_key)[:1]:
+                name = getattr(d.expr, "func", d.expr).__name__
+                raise NumericError(f"no numeric derivative rule for {name}: its derivative stays unevaluated ({f})")
+        exprs = [e for _, e in forward] + list(chains)
+        self.namespace = dict(_NUMPY)
+        self.namespace.update(_generic_namespace(exprs, bind))
+        self.printer = NumPyPrinter({
+            "fully_qualified_modules": False, "inline": True, "allow_unknown_functions": True,
+            "user_functions": {name: name for name in self.namespace},
+            "order": "none",  # sorting the terms of a 785-term sum costs more than compiling it
+        })
+        self.forward = [(k, *self.compile(e), k in self.probabilities) for k, e in forward]
+        self.backward = [_Partials(self, l, wrt, lps) for l, wrt, lps in backward]
+        self._extra: dict = {}
+        self.target_sums = [
+            (k, sce, self.compile(sp.Add(*sce.targets)))
+            for k, expr in net.nodes.items()
+            for sce in sorted(expr.atoms(F.softmax_cross_entropy), key=sp.default_sort_key)
+        ]
+
+    def compile(self, expr):
+        """``(args, function)``: ``expr`` (or a list) lambdified over its free symbols."""
+        exprs = expr if isinstance(expr, list) else [expr]
+        args = sorted(set().union(*[e.free_symbols for e in exprs]), key=self._key)
+        return tuple(args), sp.lambdify(args, expr, modules=[self.namespace, "numpy"], printer=self.printer, cse=True)
+
+    def _key(self, s):
+        return (self.rank.get(s, len(self.rank)), s.name)
+
+    def extra(self, key, expr):
+        """A cached compiled helper expression (flow's unit derivatives, user gradients)."""
+        if key not in self._extra:
+            self._extra[key] = self.compile(expr)
+        return self._extra[key]
+
+    # -- running
+
+    def values(self, leaves, m):
+        """Every node's value (arrays of shape (m,)), given the leaves (parameters: floats)."""
+        values = dict(leaves)
+        for k, args, fn, clip in self.forward:
+            v = _column(fn(*[values[s] for s in args]), m)
+            values[k] = np.clip(v, PROB_FLOOR, PROB_CEIL) if clip else v
+        return values
+
+    def backprop(self, values, m, keep_partials=False):
+        """Deltas per sample, gradient sums over the batch, and optionally every partial."""
+        net = self.net
+        deltas = {k: np.zeros(m) for k in net.order}
+        deltas[net.loss] = np.ones(m)
+        sums = np.zeros(len(self.slot))
+        partials = {} if keep_partials else None
+        for node in self.backward:
+            node.run(values, deltas, sums, m)
+            if keep_partials:
+                partials.update({(node.node, s): p for s, p in zip(node.wrt, node.partials(values, m))})
+        return deltas, dict(zip(self.slot, sums.tolist())), partials
+
+
+class _Partials:
+    """The local partials of one node, compiled for the backward pass.
+
+    Most nodes are ``f(u)`` with ``u`` a sum of products: every partial is then one shared
+    chain factor (``f'(u)``, from the engine's chain-order products) times one algebra
+    factor, usually a single symbol (``x_i`` for ``w_i``). Those are evaluated as the chain
+    factor once and a matrix-vector product, without compiling a function per partial;
+    other nodes get one lambdified function that returns every partial.
+    """
+
+    def __init__(self, program: _Program, node, wrt, lps):
+        net = program.net
+        self.node, self.wrt = node, wrt
+        self.n = sum(s in net.nodes for s in wrt)
+        chains = {lp.products[0][0] for lp in lps if len(lp.products) == 1}
+        self.factored = len(chains) == 1 and all(len(lp.products) == 1 for lp in lps)
+        if not self.factored:
+            self.general = program.compile([lp.expr for lp in lps])
+            self.slots = np.array([program.slot[s] for s in wrt[self.n:]], dtype=int)
+            return
+        self.common = program.compile(sp.Mul(*next(iter(chains))))
+        self.factors = [_factor(program, sp.Mul(*lp.products[0][1])) for lp in lps]
+        # the leaf rows by kind of factor: arrays (inputs, targets, nodes), numbers, other
+        rows = list(zip(wrt[self.n:], self.factors[self.n:]))
+        params = set(net.params)
+        self.array_rows = [(program.slot[s], f[1]) for s, f in rows if f[0] == "symbol" and f[1] not in params]
+        self.number_rows = [(program.slot[s], f[1]) for s, f in rows if f[0] == "number" or (f[0] == "symbol" and f[1] in params)]
+        self.expr_rows = [(program.slot[s], f) for s, f in rows if f[0] == "expr"]
+        self.array_slots = np.array([i for i, _ in self.array_rows], dtype=int)
+        self.number_slots = np.array([i for i, _ in self.number_rows], dtype=int)
+
+    def run(self, values, deltas, sums, m):
+        d = deltas[self.node]
+        if not self.factored:
+            args, fn = self.general
+            parts = _matrix(fn(*[values[s] for s in args]), m)  # one row per partial
+            for s, part in zip(self.wrt[:self.n], parts[:self.n]):
+                deltas[s] += d * part
+            sums[self.slots] += parts[self.n:] @ d
+            return
+        args, fn = self.common
+        dc = d * fn(*[values[s] for s in args])  # delta times the shared chain factor
+        for s, f in zip(self.wrt[:self.n], self.factors[:self.n]):
+            deltas[s] += dc * _value(f, values)
+        if self.array_rows:
+            sums[self.array_slots] += np.array([values[x] for _, x in self.array_rows]) @ dc
+        if self.number_rows:
+            numbers = [x if isinstance(x, float) else values[x] for _, x in self.number_rows]
+            sums[self.number_slots] += np.array(numbers) * dc.sum()
+        for slot, f in self.expr_rows:
+            sums[slot] += float(np.sum(dc * _value(f, values)))
+
+    def partials(self, values, m):
+        """Every partial's value per sample, in ``wrt`` order (for path terms)."""
+        if not self.factored:
+            args, fn = self.general
+            return list(_matrix(fn(*[values[s] for s in args]), m))
+        args, fn = self.common
+        c = fn(*[values[s] for s in args])
+        return [_column(c * _value(f, values), m) for f in self.factors]
+
+
+def _factor(program, expr):
+    if expr.is_Number:
+        return ("number", float(expr))
+    if expr.is_Symbol:
+        return ("symbol", expr)
+    return ("expr", *program.compile(expr))
+
+
+def _value(factor, values):
+    kind = factor[0]
+    if kind == "number":
+        return factor[1]
+    if kind == "symbol":
+        return values[factor[1]]
+    return factor[2](*[values[s] for s in factor[1]])
+
+
+def _matrix(parts, m) -> np.ndarray:
+    try:
+        matrix = np.array(parts, dtype=float)
+        if matrix.shape == (len(parts), m):
+            return matrix
+    except ValueError:  # a mix of numbers and arrays
+        pass
+    matrix = np.empty((len(parts), m))
+    for i, part in enumerate(parts):
+        matrix[i] = part
+    return matrix
+
+
+def _column(v, m) -> np.ndarray:
+    v = np.asarray(v, dtype=float)
+    return v if v.shape == (m,) else np.broadcast_to(v, (m,)).copy()
+
+
+def _program(net: Network, bind=None) -> _Program:
+    bind = _bindings(bind)
+    cache = net.__dict__.setdefault("_numeric", {})
+    key = tuple(sorted(bind.items()))
+    if key not in cache:
+        cache[key] = _Program(net, bind)
+    return cache[key]
+
+
+# -- values ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Point:
+    leaves: dict  # Symbol -> array (m,) for inputs and targets, float for parameters
+    m: int
+    batched: bool  # False: every value was a number (results are numbers, not lists)
+
+
+def _point(net: Network, values) -> _Point:
+    given = {}
+    leaves, params = set(net.leaves), set(net.params)  # sets: tuple lookups cost O(n) each
+    names = {s.name: s for s in net.leaves}
+    for key, value in dict(values).items():
+        s = names.get(key) or net.symbol(key) if isinstance(key, str) else key
+        if s in net.nodes:
+            raise NumericError(f"{s} is a node; values are for inputs, targets and parameters", s)
+        if s not in leaves:
+            raise NumericError(f"{s} is not a symbol of this network", s)
+        try:
+            a = np.asarray(value, dtype=float)
+        except (TypeError, ValueError):
+            raise NumericError(f"the value of {s} is not a number or a list of numbers: {value!r}", s) from None
+        if a.ndim > 1 or (a.ndim == 1 and a.size == 0):
+            raise NumericError(f"the value of {s} must be a number or a non-empty list of numbers", s)
+        if not (math.isfinite(a) if a.ndim == 0 else np.isfinite(a).all()):
+            raise NumericError(f"the value of {s} is not finite: {value!r}", s)
+        if a.ndim == 1 and s in params:
+            raise NumericError(f"parameter {s} has a list of values; a parameter takes one number", s)
+        given[s] = a
+    for s in net.leaves:
+        if s not in given:
+            raise NumericError(f"no value for {net.role(s)} {s} (give it in [values] or with --values FILE)", s)
+    sizes = {s: a.size for s, a in given.items() if a.ndim == 1}
+    m = next(iter(sizes.values()), 1)
+    for s, n in sizes.items():
+        if n != m:
+            first = next(iter(sizes))
+            raise NumericError(f"{s} has {n} samples but {first} has {m}", s)
+    # parameters stay numbers: NumPy broadcasts them, and scalar products are cheaper
+    return _Point({s: float(a) if s in params else _column(a, m) for s, a in given.items()}, m, bool(sizes))
+
+
+def _check_targets(program: _Program, values, m):
+    """softmax_cross_entropy's targets must sum to 1 in every sample."""
+    for k, sce, (args, fn) in program.target_sums:
+        total = _column(fn(*[values[s] for s in args]), m)
+        bad = np.flatnonzero(np.abs(total - 1) > 1e-9)
+        if bad.size:
+            i = int(bad[0])
+            where = f" (sample {i + 1})" if m > 1 else ""
+            names = " + ".join(str(t) for t in sce.targets)
+            raise NumericError(
+                f"node {k}: the softmax_cross_entropy targets {names} sum to {total[i]:.6g}{where}, "
+                "not 1; its rule dE/dz = y_hat - t needs one-hot labels or probabilities",
+                k,
+            )
+
+
+def _check_finite(net, values, what="value"):
+    for k in net.order:
+        bad = np.flatnonzero(~np.isfinite(values[k]))
+        if bad.size:
+            i = int(bad[0])
+            where = f" in sample {i + 1}" if values[k].size > 1 else ""
+            raise NumericError(f"the {what} of node {k} is {values[k][i]}{where}", k)
+
+
+def _reduce(net, total, m):
+    return total / m if net.reduction == "mean" else total
+
+
+def _plain(x: float) -> float:
+    return float(x) + 0.0  # no -0.0 in output
+
+
+# -- the gradient ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Gradient:
+    """Forward values, deltas and the gradient at one point (or batch).
+
+    ``values`` and ``deltas`` map every node to an array of one entry per sample;
+    ``gradient`` maps every parameter, then every input, to the reduced dE/d(name).
+    """
+
+    network: Network = field(repr=False)
+    loss: float
+    values: dict
+    deltas: dict
+    gradient: dict
+    batched: bool
+
+    def to_json(self) -> dict:
+        """The CLI's JSON: ``{"loss", "values", "deltas", "gradient"}`` keyed by identifiers."""
+        return {
+            "loss": _plain(self.loss),
+            "values": {str(k): self._sample(v) for k, v in self.values.items()},
+            "deltas": {str(k): self._sample(v) for k, v in self.deltas.items()},
+            "gradient": {str(s): _plain(v) for s, v in self.gradient.items()},
+        }
+
+    def _sample(self, v):
+        return [_plain(x) for x in v] if self.batched else _plain(v[0])
+
+    def __str__(self) -> str:
+        net = self.network
+        m = len(next(iter(self.values.values())))
+        shown = min(m, MAX_COLUMNS)
+        lines = [f"loss {net.loss} = {_num(self.loss)}" + (f"  ({net.reduction} over {m} samples)" if self.batched else "")]
+        cols = [""] if not self.batched else [f"[{i + 1}]" for i in range(shown)]
+        header = ["node"] + [f"value{c}" for c in cols] + [f"d{net.loss}/dnode{c}" for c in cols]
+        rows = [
+            [str(k)] + [_num(v) for v in self.values[k][:shown]] + [_num(d) for d in self.deltas[k][:shown]]
+            for k in net.order
+        ]
+        lines += ["", _table(header, rows)]
+        if shown < m:
+            lines.append(f"(the first {shown} of {m} samples; --format json lists them all)")
+        rows = [[f"d{net.loss}/d{s}", _num(v), net.role(s)] for s, v in self.gradient.items()]
+        lines += ["", _table(["gradient", "value", "of"], rows)]
+        return "\n".join(lines)
+
+
+MAX_COLUMNS = 6  # samples shown side by side in text tables
+
+
+def gradient(net: Network, values, bind=None) -> Gradient:
+    """Forward values, deltas and the gradient of ``net``'s loss at ``values``.
+
+    ``values`` maps every input, target and parameter (Symbol or name) to a number;
+    inputs and targets may be lists (a batch). ``bind`` maps generic function names to
+    activation names (``{"g": "tanh"}``).
+
+    >>> from symprop import mlp
+    >>> net = mlp([1, 1], hidden="identity", output="identity", loss="half_sse")
+    >>> g = gradient(net, {"x_1": [1.0, 2.0], "t_1": [0.0, 0.0], "w_1_1_1": 1.0, "b_1_1": 0.0})
+    >>> g.loss, [float(d) for d in g.deltas[net.symbol("a_1_1")]], g.gradient[net.symbol("w_1_1_1")]
+    (2.5, [1.0, 2.0], 5.0)
+    """
+    program = _program(net, bind)
+    point = _point(net, values)
+    return _gradient(program, point)
+
+
+def _gradient(program: _Program, point: _Point, keep_partials=False):
+    net, m = program.net, point.m
+    values = program.values(point.leaves, m)
+    _check_finite(net, values)
+    _check_targets(program, values, m)
+    deltas, sums, partials = program.backprop(values, m, keep_partials)
+    _check_finite(net, deltas, "delta")
+    grad = {s: _reduce(net, sums[s], m) for s in net.params + net.inputs}
+    for s, v in grad.items():
+        if not math.isfinite(v):
+            raise NumericError(f"the gradient dE/d{s} is {v}", s)
+    loss = _reduce(net, float(values[net.loss].sum()), m)
+    result = Gradient(net, loss, {k: values[k] for k in net.order}, deltas, grad, point.batched)
+    return (result, partials) if keep_partials else result
+
+
+def _loss(program: _Program, leaves, m) -> float:
+    values = program.values(leaves, m)
+    _check_finite(program.net, values)
+    return _reduce(program.net, float(values[program.net.loss].sum()), m)
+
+
+# -- gradient check -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PathTerm:
+    """One path ``(w, z_k, ..., E)`` of a failing row: its local partials and their product.
+
+    ``factors`` are the partials from the loss end down (per sample: arrays), ``value``
+    the product reduced over the batch.
+    """
+
+    path: tuple
+    factors: tuple
+    value: float
+
+    def chain(self) -> str:
+        edges = [(self.path[i + 1], self.path[i]) for i in reversed(range(len(self.path) - 1))]
+        return "·".join(f"∂{a}/∂{b}" for a, b in edges)
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    """One parameter: the engine's value, the other value (finite differences or yours)."""
+
+    name: sp.Symbol
+    engine: float
+    other: float
+    rel_error: float
+    verdict: str
+    expression: str | None = None  # the user's gradient expression (against rows)
+    paths: tuple = ()
+    note: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.verdict in ("suspicious", "wrong")
+
+
+def _verdict(rel: float) -> str:
+    if rel <= GOOD:
+        return "good"
+    if rel <= OK:
+        return "ok"
+    return "suspicious" if rel <= SUSPICIOUS else "wrong"
+
+
+@dataclass(frozen=True)
+class Check:
+    """A gradient check: ``rows`` against central differences, ``against`` against yours."""
+
+    network: Network = field(repr=False)
+    loss: float
+    rows: tuple
+    against: tuple
+    batched: bool
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    @property
+    def failures(self) -> list:
+        """Names of the parameters whose check failed (suspicious or wrong)."""
+        return list(dict.fromkeys(str(r.name) for r in self.rows + self.against if r.failed))
+
+    def to_json(self) -> dict:
+        def row(r, other):
+            record = {"engine": _plain(r.engine), other: _plain(r.other),
+                      "relative_error": _plain(r.rel_error), "verdict": r.verdict}
+            if r.expression is not None:
+                record["expression"] = r.expression
+            if r.failed:
+                record["paths"] = [
+                    {"path": [str(s) for s in p.path],
+                     "factors": [[_plain(x) for x in f] if self.batched else _plain(f[0]) for f in p.factors],
+                     "value": _plain(p.value)}
+                    for p in r.paths
+                ]
+                if r.note:
+                    record["note"] = r.note
+            return record
+
+        return {
+            "loss": _plain(self.loss),
+            "step": STEP,
+            "parameters": {str(r.name): row(r, "numeric") for r in self.rows},
+            "against": {str(r.name): row(r, "yours") for r in self.against},
+            "passed": self.passed,
+        }
+
+    def __str__(self) -> str:
+        net = self.network
+        lines = [f"gradient check of d{net.loss}/dw at {net.loss} = {_num(self.loss)}: central differences, "
+                 f"step {STEP:g}·max(1, |w|)"]
+        header = ["param", "engine", "numeric", "rel. error", "verdict"]
+        rows = [[str(r.name), _num(r.engine), _num(r.other), f"{r.rel_error:.1e}", r.verdict] for r in self.rows]
+        lines += ["", _table(header, rows)]
+        if self.against:
+            header = ["param", "engine", "yours", "rel. error", "verdict", "your expression"]
+            rows = [[str(r.name), _num(r.engine), _num(r.other), f"{r.rel_error:.1e}", r.verdict, r.expression]
+                    for r in self.against]
+            lines += ["", _table(header, rows)]
+        for r in self.rows + self.against:
+            if r.failed:
+                lines += ["", f"{r.name}: {r.verdict}; its path terms (dE/d{r.name} is their sum):"]
+                for p in r.paths:
+                    factors = "" if self.batched else " = " + "·".join(f"({_num(f[0])})" for f in p.factors)
+                    lines.append(f"  {p.chain()}{factors} = {_num(p.value)}")
+                if r.note:
+                    lines.append(f"  {r.note}")
+        lines += ["", "passed" if self.passed else "FAILED: " + ", ".join(self.failures)]
+        lines.append(f"(verdicts: good <= {GOOD:g} < ok <= {OK:g} < suspicious <= {SUSPICIOUS:g} < wrong)")
+        return "\n".join(lines)
+
+
+def check(net: Network, values, bind=None, against=None) -> Check:
+    """Check the engine's gradient against central differences (and your formulas).
+
+    Central differences in float64 with step ``h = STEP * max(1, |w|)`` per parameter. The
+    relative error is ``|a - n| / max(|a|, |n|, floor)``, where ``floor = eps * S / (h * GOOD)``
+    is the smallest gradient that the differences resolve to ``GOOD``: below it, rounding
+    alone would look like an error. ``S`` estimates the magnitudes E is computed from: the
+    largest of 1, ``|E(w ± h)|`` and the batch reduction of ``sum_k |delta_k z_k|``. Verdicts: ``good`` (<= 1e-7), ``ok``
+    (<= 1e-4), ``suspicious`` (<= 1e-2), ``wrong``; the last two fail.
+
+    ``against`` maps parameters or inputs (Symbol or name) to your gradient expression
+    (a SymPy expression, or text read by :func:`symprop.spec.parse_expression`) in the
+    network's symbols, per sample; it is reduced over a batch like the gradient and compared
+    with the engine's, floor ``AGAINST_FLOOR * max(1, |E|)``. A failing row lists the
+    parameter's path terms with their values.
+
+    >>> import sympy as sp
+    >>> from symprop import Network
+    >>> x, t, w, E = sp.symbols("x t w E")
+    >>> net = Network({E: (w*x - t)**2/2}, loss=E, params=[w], inputs=[x], targets=[t])
+    >>> c = check(net, {"x": 2.0, "t": 1.0, "w": 1.0}, against={"w": "(w*x - t)"})
+    >>> c.rows[0].verdict, c.against[0].verdict, c.failures
+    ('good', 'wrong', ['w'])
+    """
+    program = _program(net, bind)
+    point = _point(net, values)
+    result = _gradient(program, point)
+    # the rounding error of E is about eps times the largest magnitude it is computed from
+    spread = sum(np.abs(result.deltas[k] * result.values[k]).sum() for k in net.order)
+    scale = max(1.0, _reduce(net, float(spread), point.m))
+    rows = []
+    for p in net.params:
+        base = point.leaves[p]
+        h = STEP * max(1.0, abs(base))
+        up, down = base + h, base - h
+        plus = _loss(program, {**point.leaves, p: up}, point.m)
+        minus = _loss(program, {**point.leaves, p: down}, point.m)
+        numeric = (plus - minus) / (up - down)
+        floor = np.finfo(float).eps * max(scale, abs(plus), abs(minus)) / (h * GOOD)
+        a = result.gradient[p]
+        rel = abs(a - numeric) / max(abs(a), abs(numeric), floor)
+        rows.append(CheckRow(p, a, numeric, rel, _verdict(rel)))
+    against_rows = []
+    for name, expr in dict(against or {}).items():
+        s = net.symbol(name) if isinstance(name, str) else name
+        if s not in net.params and s not in net.inputs:
+            raise NumericError(f"against: {s} is not a parameter or an input", s)
+        text = expr if isinstance(expr, str) else None
+        expr = _user_expression(net, s, expr)
+        args, fn = program.extra(("against", expr), expr)
+        values_ = {**point.leaves, **result.values}
+        for a_ in args:
+            if a_ not in values_:
+                raise NumericError(f"against {s}: {a_} is not a symbol of this network", a_)
+        yours = _reduce(net, float(_column(fn(*[values_[a_] for a_ in args]), point.m).sum()), point.m)
+        a = result.gradient[s]
+        rel = abs(a - yours) / max(abs(a), abs(yours), AGAINST_FLOOR * max(1.0, abs(result.loss)))
+        shown = text if text is not None else str(expr)
+        against_rows.append(CheckRow(s, a, yours, rel, _verdict(rel), expression=shown))
+    if any(r.failed for r in rows + against_rows):
+        _, partials = _gradient(program, point, keep_partials=True)
+        rows = [_with_paths(net, r, partials, point.m) for r in rows]
+        against_rows = [_with_paths(net, r, partials, point.m) for r in against_rows]
+    return Check(net, result.loss, tuple(rows), tuple(against_rows), point.batched)
+
+
+def _user_expression(net, s, expr):
+    if isinstance(expr, str):
+        from .spec import parse_expression
+
+        symbols = {x.name: x for x in net.symbols}
+        functions = {}
+        for e in net.nodes.values():
+            for a in e.atoms(F.GenericFunction):
+                functions[type(a).base_name] = F.generic(type(a).base_name)
+                functions[type(a).base_name + "_prime"] = F.generic(type(a).base_name, 1)
+        return parse_expression(expr, symbols, functions, where=f"against {s}")
+    try:
+        return sp.sympify(expr, strict=True)  # strict: numbers and SymPy objects, never text
+    except sp.SympifyError:
+        raise NumericError(f"against {s}: {expr!r} is not a SymPy expression", s) from None
+
+
+def _with_paths(net, row, partials, m):
+    if not row.failed:
+        return row
+    n = net.path_count(row.name)
+    if n > MAX_PATHS_SHOWN:
+        return CheckRow(**{**row.__dict__, "note": f"{n} paths lead from {row.name} to {net.loss}; not listed"})
+    terms = []
+    for path in net.paths(row.name, max_paths=MAX_PATHS_SHOWN):
+        factors = tuple(partials[(path[i + 1], path[i])] for i in reversed(range(len(path) - 1)))
+        product = np.prod(np.vstack(factors), axis=0)
+        terms.append(PathTerm(path, factors, _reduce(net, float(product.sum()), m)))
+    return CheckRow(**{**row.__dict__, "paths": tuple(terms)})
+
+
+# -- gradient descent -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Descent:
+    """The result of N descent steps: losses over the whole data, parameters, gradient.
+
+    ``gradient`` is the whole-data gradient at the start; ``history`` the loss of the data
+    each step used, before its update; ``updated`` the parameters that moved.
+    """
+
+    network: Network = field(repr=False)
+    loss_before: float
+    loss_after: float
+    params: dict
+    gradient: dict
+    updated: tuple
+    history: tuple
+    lr: float
+
+    def to_json(self) -> dict:
+        """The CLI's JSON: ``{"loss_before", "loss_after", "params", "gradient"}``."""
+        return {
+            "loss_before": _plain(self.loss_before),
+            "loss_after": _plain(self.loss_after),
+            "params": {str(p): _plain(v) for p, v in self.params.items()},
+            "gradient": {str(p): _plain(v) for p, v in self.gradient.items()},
+        }
+
+    def __str__(self) -> str:
+        net = self.network
+        n = len(self.history)
+        lines = [f"{n} step{'s' * (n != 1)} of gradient descent, learning rate {self.lr:g}",
+                 f"loss {net.loss}: {_num(self.loss_before)} -> {_num(self.loss_after)}", ""]
+        rows = [[str(p), _num(self.gradient[p]), _num(v), "" if p in self.updated else "(fixed)"]
+                for p, v in self.params.items()]
+        lines.append(_table(["param", f"d{net.loss}/dw at start", "new value", ""], rows))
+        return "\n".join(lines).rstrip()
+
+
+def step(net: Network, values, lr: float, *, steps: int = 1, only=None, batch_size: int | None = None,
+         seed: int = 0, bind=None, progress: Callable | None = None) -> Descent:
+    """``steps`` updates ``w <- w - lr * dE/dw`` of the parameters matching ``only``.
+
+    ``only`` is a glob on parameter names (``"w_*"``) or a list of them; default every
+    parameter. ``batch_size`` turns full-batch descent into minibatch SGD: each step uses
+    the next ``batch_size`` samples of a permutation drawn from ``seed`` (a new one every
+    pass over the data; the last minibatch of a pass may be smaller), and its loss is that
+    minibatch's sum or mean. ``progress(i, steps, loss)`` is called after each step.
+
+    >>> import sympy as sp
+    >>> from symprop import Network
+    >>> x, w, b, E = sp.symbols("x w b E")
+    >>> net = Network({E: (w*x + b)**2}, loss=E, params=[w, b], inputs=[x])
+    >>> d = step(net, {"x": 1.0, "w": 1.0, "b": 1.0}, lr=0.25, only="w")
+    >>> d.loss_before, d.loss_after, d.params[w], d.params[b]
+    (4.0, 1.0, 0.0, 1.0)
+    """
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise NumericError(f"the learning rate must be a positive number, not {lr!r}")
+    if not (isinstance(steps, int) and steps >= 1):
+        raise NumericError(f"steps must be a positive integer, not {steps!r}")
+    if batch_size is not None and not (isinstance(batch_size, int) and batch_size >= 1):
+        raise NumericError(f"the batch size must be a positive integer, not {batch_size!r}")
+    program = _program(net, bind)
+    point = _point(net, values)
+    updated = _select(net, only)
+    start = _gradient(program, point)
+    params = {p: point.leaves[p] for p in net.params}
+    rng = np.random.default_rng(seed)
+    minibatch = batch_size is not None and batch_size < point.m
+    order, cursor, history = np.arange(point.m), point.m, []
+    for i in range(steps):
+        if minibatch:
+            if cursor >= point.m:
+                order, cursor = rng.permutation(point.m), 0
+            index = order[cursor: cursor + batch_size]
+            cursor += batch_size
+            leaves = {s: a if s in params else a[index] for s, a in point.leaves.items()}
+            m = len(index)
+        else:
+            leaves, m = point.leaves, point.m
+        if i == 0 and not minibatch:
+            result = start
+        else:
+            leaves = {**leaves, **params}
+            result = _gradient(program, _Point(leaves, m, point.batched))
+        for p in updated:
+            params[p] -= lr * result.gradient[p]
+        history.append(result.loss)
+        if progress is not None:
+            progress(i + 1, steps, result.loss)
+    loss_after = _loss(program, {**point.leaves, **params}, point.m)
+    grad = {p: start.gradient[p] for p in net.params}
+    return Descent(net, start.loss, loss_after, params, grad, updated, tuple(history), float(lr))
+
+
+def _select(net, only) -> tuple:
+    if only is None:
+        return net.params
+    globs = [only] if isinstance(only, str) else list(only)
+    chosen = set()
+    for glob in globs:
+        hits = {p for p in net.params if fnmatch.fnmatchcase(p.name, glob)}
+        if not hits:
+            names = ", ".join(p.name for p in net.params)
+            raise NumericError(f"--only {glob!r} matches no parameter (parameters: {names})")
+        chosen |= hits
+    return tuple(p for p in net.params if p in chosen)
+
+
+# -- gradient flow --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Layer:
+    """The nodes at one depth: the norm of their deltas and of their parameters' gradient."""
+
+    depth: int
+    nodes: tuple
+    delta_norm: float
+    params: tuple
+    gradient_norm: float | None
+
+
+@dataclass(frozen=True)
+class Flow:
+    """Gradient-flow diagnostics (seeds 000, 002 §1.9, 003).
+
+    ``delta`` maps each node to the root mean square over the batch of its delta (``|delta|``
+    for one sample); ``depth`` to the number of nodes on the longest path from a leaf to it
+    (1 for a node that reads only inputs and parameters). A layer's ``delta_norm`` is the
+    root of the sum of its nodes' squared ``delta``; a parameter belongs to the layer of the
+    shallowest node that uses it. ``ratio`` is the first layer's gradient norm over the last
+    one's (below 1: gradients shrink on the way down, vanishing; above 1: exploding); None
+    with fewer than two layers with parameters or a zero last norm. ``saturated``: sigmoid
+    and tanh units with ``f'(u) < SATURATION`` in every sample; ``dead``: relu units with
+    ``u <= 0`` in every sample (zero gradient over the whole batch). ``fraction`` maps each
+    such unit to the share of samples in which it is saturated or off.
+    """
+
+    network: Network = field(repr=False)
+    loss: float
+    depth: dict
+    delta: dict
+    layers: tuple
+    ratio: float | None
+    saturated: tuple
+    dead: tuple
+    fraction: dict
+
+    def to_json(self) -> dict:
+        return {
+            "loss": _plain(self.loss),
+            "nodes": {str(k): {"depth": self.depth[k], "delta": _plain(self.delta[k])} for k in self.depth},
+            "layers": [
+                {"depth": l.depth, "nodes": [str(k) for k in l.nodes], "delta_norm": _plain(l.delta_norm),
+                 "params": [str(p) for p in l.params],
+                 "gradient_norm": None if l.gradient_norm is None else _plain(l.gradient_norm)}
+                for l in self.layers
+            ],
+            "ratio": None if self.ratio is None else _plain(self.ratio),
+            "saturated": [str(k) for k in self.saturated],
+            "dead": [str(k) for k in self.dead],
+        }
+
+    def __str__(self) -> str:
+        net = self.network
+        flags = {**{k: "saturated" for k in self.saturated}, **{k: "dead" for k in self.dead}}
+        rows = []
+        for k in self.depth:
+            share = self.fraction.get(k)
+            note = flags.get(k, "")
+            if not note and share:
+                note = f"{share:.0%} of samples saturated/off"
+            rows.append([str(k), str(self.depth[k]), _num(self.delta[k]), note])
+        lines = [f"gradient flow at {net.loss} = {_num(self.loss)}", "",
+                 _table(["node", "depth", f"|d{net.loss}/dnode|", ""], rows), ""]
+        rows = [[str(l.depth), " ".join(map(str, l.nodes)), _num(l.delta_norm),
+                 "" if l.gradient_norm is None else _num(l.gradient_norm)] for l in self.layers]
+        lines.append(_table(["depth", "nodes", "delta norm", "param gradient norm"], rows))
+        lines.append("")
+        ratio = "n/a" if self.ratio is None else _num(self.ratio)
+        lines.append(f"first/last layer gradient norm ratio: {ratio}")
+        lines.append("saturated sigmoid/tanh units: " + (", ".join(map(str, self.saturated)) or "none")
+                     + f"  (f'(u) < {SATURATION:g} in every sample)")
+        lines.append("dead relu units: " + (", ".join(map(str, self.dead)) or "none")
+                     + "  (u <= 0 in every sample)")
+        return "\n".join(lines)
+
+
+def _unit_kind(expr, bind) -> str | None:
+    """'squash' for sigmoid/tanh units, 'relu' for relu units (bound generics included)."""
+    name = None
+    if isinstance(expr, F.GenericFunction) and expr.order == 0:
+        name = bind.get(expr.base_name)
+    elif isinstance(expr, (F.sigmoid, sp.tanh, F.relu)):
+        name = {F.sigmoid: "sigmoid", sp.tanh: "tanh", F.relu: "relu"}[type(expr)]
+    return {"sigmoid": "squash", "tanh": "squash", "relu": "relu"}.get(name)
+
+
+def _depths(net) -> dict:
+    depth = {}
+    for k in net.order:
+        depth[k] = 1 + max((depth[s] for s in net.producers[k] if s in net.nodes), default=0)
+    return depth
+
+
+def flow(net: Network, values, bind=None) -> Flow:
+    """Gradient-flow diagnostics at ``values``: see :class:`Flow`.
+
+    >>> from symprop import mlp
+    >>> net = mlp([1, 1, 1], hidden="sigmoid", output="identity", loss="half_sse")
+    >>> f = flow(net, {"x_1": 1.0, "t_1": 0.0, "w_1_1_1": 50.0, "b_1_1": 0.0, "w_2_1_1": 1.0, "b_2_1": 0.0})
+    >>> [str(k) for k in f.saturated], f.ratio < 1e-10
+    (['a_1_1'], True)
+    """
+    program = _program(net, bind)
+    point = _point(net, values)
+    result = _gradient(program, point)
+    values_ = {**point.leaves, **result.values}
+    depth = _depths(net)
+    delta = {k: float(np.sqrt(np.mean(result.deltas[k] ** 2))) for k in net.order}
+    layers = []
+    home = {}
+    for p in net.params:
+        users = [k for k in net.consumers[p]]
+        if users:
+            home[p] = min(depth[k] for k in users)
+    for d in sorted(set(depth.values())):
+        nodes = tuple(k for k in net.order if depth[k] == d)
+        params = tuple(p for p in net.params if home.get(p) == d)
+        gnorm = math.sqrt(sum(result.gradient[p] ** 2 for p in params)) if params else None
+        layers.append(Layer(d, nodes, math.sqrt(sum(delta[k] ** 2 for k in nodes)), params, gnorm))
+    with_params = [l for l in layers if l.params]
+    ratio = None
+    if len(with_params) >= 2 and with_params[-1].gradient_norm:
+        ratio = with_params[0].gradient_norm / with_params[-1].gradient_norm
+    saturated, dead, fraction = [], [], {}
+    for k in net.order:
+        expr = net.nodes[k]
+        kind = _unit_kind(expr, program.bind)
+        if kind is None:
+            continue
+        local = expr.fdiff(1).xreplace({expr: k}) if kind == "squash" else F.step(expr.args[0])
+        args, fn = program.extra(("unit", k), local)
+        slope = _column(fn(*[values_[s] for s in args]), point.m)
+        off = np.abs(slope) < SATURATION if kind == "squash" else slope == 0
+        fraction[k] = float(off.mean())
+        if off.all():
+            (saturated if kind == "squash" else dead).append(k)
+    return Flow(net, result.loss, depth, delta, tuple(layers), ratio, tuple(saturated), tuple(dead), fraction)
+
+
+# -- text helpers ---------------------------------------------------------------------------
+
+def _num(x) -> str:
+    return f"{_plain(x):.6g}"
+
+
+def _table(header, rows) -> str:
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header] + rows]
+    lines.insert(1, "  ".join("-" * w for w in widths).rstrip())
+    return "\n".join(lines)
