@@ -51,10 +51,22 @@ def _add_derive(commands):
     p.add_argument("--method", choices=METHODS, default="top-down")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--max-paths", type=int, default=1000, help="refuse path forms past this many paths")
+    p.add_argument("--form", choices=("matrix", "scalar"),
+                   help="for a [layers] spec: the matrix form (the default) or the scalar network of every weight")
     p.set_defaults(run=_run_derive)
 
 
+def _layers(path):
+    """The spec's [layers] table, or None (read without building any network)."""
+    from .spec import load_layers
+
+    return load_layers(path)
+
+
 def _run_derive(args, out):
+    layers = _layers(args.spec)
+    if (args.form or ("matrix" if layers else "scalar")) == "matrix":
+        return _run_derive_matrix(args, layers, out)
     spec = _load(args.spec)
     wrt = _wrt_list(spec, args.wrt)
     derived = spec.network.derive(wrt, method=args.method, max_paths=args.max_paths)
@@ -62,6 +74,21 @@ def _run_derive(args, out):
         out.write("\n\n".join(str(d) for d in derived.values()) + "\n")
     else:
         json.dump({"derivations": [_derivation_json(d) for d in derived.values()]}, out, indent=2)
+        out.write("\n")
+
+
+def _run_derive_matrix(args, layers, out):
+    from .matrix import derive_matrix
+
+    if layers is None:
+        raise UsageError(f"{args.spec}: --form matrix needs a [layers] spec (sizes, hidden, output, loss)")
+    if args.wrt:
+        raise UsageError("--wrt applies to the scalar form: the matrix form derives every W^l and b^l at once")
+    d = derive_matrix(layers.sizes, layers.hidden, layers.output, layers.loss, reduction=layers.reduction)
+    if args.format == "text":
+        out.write(str(d) + "\n")
+    else:
+        json.dump(d.to_json(), out, indent=2, ensure_ascii=False)
         out.write("\n")
 
 
@@ -121,12 +148,23 @@ def _add_exam(commands):
     _add_document_options(p)
     p.add_argument("--method", choices=METHODS, default="bottom-up", help="the method of the solution (default: bottom-up, easier by hand)")
     p.add_argument("--answers", action="store_true", help="print the answer sheet (\\printanswers); default: the question sheet")
+    family = p.add_argument_group(
+        "question families", "when SPEC has a [family] table: -o names a directory; the family sets the weight and the method")
+    family.add_argument("--variants", type=int, default=1, metavar="N", help="how many variants to write (default 1)")
+    family.add_argument("--seed", type=int, default=0, metavar="S", help="the seed: the same seed gives the same files (default 0)")
+    family.add_argument("--combined", action="store_true", help="one document with every variant instead of one per variant")
+    family.add_argument("--moodle", metavar="FILE.xml", help="also write the variants as a Moodle XML quiz")
     p.set_defaults(run=_run_exam)
 
 
 def _run_exam(args, out):
+    from .exam import is_family
     from .render import render_exam
 
+    if is_family(args.spec):
+        return _run_exam_family(args)
+    if args.combined or args.moodle or args.variants != 1 or args.seed != 0:
+        raise UsageError(f"{args.spec}: --variants, --seed, --combined and --moodle need a question family (a [family] table)")
     _check_output(args)
     spec = _load(args.spec)
     tex = render_exam(
@@ -134,6 +172,40 @@ def _run_exam(args, out):
         bind=spec.bind, title=args.title, answers=args.answers,
     )
     return _emit(args, tex, out)
+
+
+def _run_exam_family(args):
+    """N variants of a question family, the answer key and optionally a Moodle quiz."""
+    from dataclasses import replace
+
+    from .exam import ExamError, load_family, write_exam
+    from .render import LatexError
+
+    if args.wrt:
+        raise UsageError(f"{args.spec}: --wrt: a family chooses the weight; set [family] wrt")
+    if args.variants < 1:
+        raise UsageError(f"--variants must be at least 1, not {args.variants}")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be a non-negative integer, not {args.seed}")
+    family = load_family(args.spec)
+    if args.title is not None:
+        family = replace(family, title=args.title)
+    directory = args.output or f"{family.name}-exam"
+    try:
+        written = write_exam(
+            family, args.variants, args.seed, directory, combined=args.combined, answers=args.answers,
+            pdf=args.pdf, moodle=args.moodle,
+        )
+    except ExamError as err:
+        raise UsageError(str(err)) from None
+    except OSError as err:
+        raise UsageError(f"cannot write to {err.filename or directory}: {err.strerror or err}") from None
+    except LatexError as err:
+        print(f"symprop: {err}", file=sys.stderr)
+        return 1
+    print(f"symprop: wrote {args.variants} variant{'s' * (args.variants != 1)} of {family.name}: "
+          + ", ".join(str(p) for p in written), file=sys.stderr)
+    return 0
 
 
 def _check_output(args):
@@ -162,9 +234,338 @@ def _emit(args, tex, out):
     return 0
 
 
+# -- numbers: grad, check, step, flow ---------------------------------------------------
+
+def _add_numeric_options(p):
+    p.add_argument("spec", help="the TOML spec file")
+    p.add_argument("--values", metavar="FILE", help="a TOML file whose [values] (or top-level keys) override the spec's")
+    p.add_argument("--bind", action="append", metavar="G=NAME", help="bind a generic function to an activation, e.g. g=tanh (repeatable)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+
+
+def _numeric_setup(args):
+    """The spec, its values overridden by --values, and its bindings overridden by --bind."""
+    spec = _load(args.spec)
+    values = dict(spec.values)
+    if args.values:
+        values.update(_values_file(spec, args.values))
+    return spec, values, _bindings(spec, args.bind)
+
+
+def _values_file(spec, path):
+    import tomllib
+    from pathlib import Path
+
+    from .spec import SpecError
+
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpecError(path, None, "no such file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SpecError(path, None, f"cannot read: {getattr(err, 'strerror', None) or err}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(path, "TOML", str(err)) from None
+    table, prefix = raw, ""
+    if "values" in raw:
+        if len(raw) > 1 or not isinstance(raw["values"], dict):
+            raise SpecError(path, "[values]", "give the values either in a [values] table or as top-level keys, not both")
+        table, prefix = raw["values"], "[values] "
+    values = {}
+    for name, value in table.items():
+        key = prefix + name
+        if name not in spec.symbols:
+            raise SpecError(path, key, f"unknown symbol {name!r} (not in {spec.file})")
+        symbol = spec.symbols[name]
+        if symbol in spec.network.nodes:
+            raise SpecError(path, key, f"{name} is a node; values are for inputs, targets and parameters")
+        items = value if isinstance(value, list) else [value]
+        if not items or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
+            raise SpecError(path, key, f"must be a number or a non-empty list of numbers, not {value!r}")
+        values[symbol] = tuple(float(v) for v in value) if isinstance(value, list) else float(value)
+    return values
+
+
+def _bindings(spec, items):
+    from .functions import ACTIVATIONS
+
+    bind = dict(spec.bind)
+    for item in items or ():
+        name, sep, activation = (part.strip() for part in item.partition("="))
+        if not (sep and name and activation):
+            raise UsageError(f"--bind {item}: write NAME=ACTIVATION, e.g. g=tanh")
+        if name not in spec.functions:
+            raise UsageError(f"--bind {item}: {name} is not a function declared in [network] functions of {spec.file}")
+        if activation not in ACTIVATIONS:
+            raise UsageError(f"--bind {item}: unknown activation {activation!r}; known: {', '.join(sorted(ACTIVATIONS))}")
+        bind[name] = activation
+    return bind
+
+
+def _emit_report(out, fmt, result):
+    if fmt == "text":
+        out.write(str(result) + "\n")
+    else:
+        json.dump(result.to_json(), out, indent=2)
+        out.write("\n")
+
+
+def _add_grad(commands):
+    p = commands.add_parser("grad", help="forward values, deltas and the gradient at the spec's values")
+    _add_numeric_options(p)
+    p.add_argument("--gates", action="store_true",
+                   help="also stage every node into elementary gates and report each gate's value, local gradients and delta")
+    p.set_defaults(run=_run_grad)
+
+
+def _run_grad(args, out):
+    layers = _layers(args.spec)
+    if layers is not None:  # a layered network: the matrix form, NumPy matrix products
+        return _run_grad_matrix(args, layers, out)
+    spec, values, bind = _numeric_setup(args)
+    if args.gates:
+        return _run_grad_gates(args, spec, values, bind, out)
+    _emit_report(out, args.format, spec.network.gradient(values, bind=bind))
+
+
+def _run_grad_gates(args, spec, values, bind, out):
+    """``grad --gates``: the gradient as usual, then the staged circuit of the whole spec."""
+    from .gates import flow_json, format_flow, stage
+
+    batch = [s.name for s, v in values.items() if isinstance(v, tuple)]
+    if batch:
+        raise UsageError(f"{args.spec}: --gates evaluates one sample, but the values of {batch[0]} are a batch")
+    result = spec.network.gradient(values, bind=bind)
+    flow = stage(spec.network).evaluate(values, bind=bind)
+    if args.format == "text":
+        out.write(f"{result}\n\n{format_flow(flow)}\n")
+    else:
+        record = result.to_json()
+        circuit = flow_json(flow)
+        record.update({"gates": circuit["gates"], "fan_out": circuit["fan_out"]})
+        json.dump(record, out, indent=2)
+        out.write("\n")
+
+
+def _run_grad_matrix(args, layers, out):
+    from .matrix import from_layers
+
+    if args.gates:
+        raise UsageError(f"{args.spec}: --gates needs a spec with [nodes]; a [layers] spec has the matrix form")
+    if args.values or args.bind:
+        raise UsageError(f"{args.spec}: a [layers] spec takes its numbers from its [values] or [layers] seed and batch, "
+                         "not --values or --bind")
+    try:
+        d, values = from_layers(layers)
+    except ValueError as err:
+        raise UsageError(f"{args.spec}: [values]: {err}") from None
+    _emit_report(out, args.format, d.gradient(values))
+
+
+def _add_check(commands):
+    p = commands.add_parser("check", help="check the gradient against central differences (exit 1 on a failure)")
+    _add_numeric_options(p)
+    p.add_argument("--against", action="append", metavar="NAME=EXPR",
+                   help="your gradient dE/dNAME as an expression in the spec's symbols (repeatable)")
+    p.set_defaults(run=_run_check)
+
+
+def _run_check(args, out):
+    spec, values, bind = _numeric_setup(args)
+    against = {}
+    for item in args.against or ():
+        name, sep, text = (part.strip() for part in item.partition("="))
+        if not (sep and name and text):
+            raise UsageError(f"--against {item}: write NAME=EXPR, e.g. w=(h - t)*h*(1 - h)*x")
+        symbol = spec.symbols.get(name)
+        if symbol is None or (symbol not in spec.network.params and symbol not in spec.network.inputs):
+            raise UsageError(f"--against {item}: {name} is not a parameter or an input of {spec.file}")
+        against[symbol] = text
+    result = spec.network.check(values, bind=bind, against=against)
+    _emit_report(out, args.format, result)
+    return 0 if result.passed else 1
+
+
+def _add_step(commands):
+    p = commands.add_parser("step", help="take gradient-descent steps w <- w - lr dE/dw")
+    _add_numeric_options(p)
+    p.add_argument("--lr", type=float, required=True, metavar="ETA", help="the learning rate")
+    p.add_argument("--steps", type=int, default=1, metavar="N", help="how many steps (default 1)")
+    p.add_argument("--only", action="append", metavar="GLOB", help="update only the parameters matching GLOB, e.g. 'w_*' (repeatable)")
+    p.add_argument("--batch-size", type=int, metavar="B", help="minibatch SGD with B samples a step (default: the whole batch)")
+    p.add_argument("--seed", type=int, default=0, help="the seed of the minibatch shuffling (default 0)")
+    p.set_defaults(run=_run_step)
+
+
+def _run_step(args, out):
+    spec, values, bind = _numeric_setup(args)
+    progress = _progress_bar(sys.stderr) if sys.stderr.isatty() else None
+    result = spec.network.step(values, lr=args.lr, steps=args.steps, only=args.only,
+                               batch_size=args.batch_size, seed=args.seed, bind=bind, progress=progress)
+    _emit_report(out, args.format, result)
+
+
+def _progress_bar(stream, delay=1.0, width=30):
+    """A progress callback that draws on ``stream`` once a run has taken ``delay`` seconds."""
+    import time
+
+    start, last = time.monotonic(), [0.0]
+
+    def update(i, n, loss):
+        now = time.monotonic()
+        if now - start < delay or (now - last[0] < 0.1 and i < n):
+            return
+        last[0] = now
+        done = width * i // n
+        stream.write(f"\r[{'#' * done}{'.' * (width - done)}] {i}/{n}  loss {loss:.6g}" + ("\n" if i == n else ""))
+        stream.flush()
+
+    return update
+
+
+def _add_flow(commands):
+    p = commands.add_parser("flow", help="gradient-flow diagnostics: |delta| by depth, saturated and dead units")
+    _add_numeric_options(p)
+    p.set_defaults(run=_run_flow)
+
+
+def _run_flow(args, out):
+    spec, values, bind = _numeric_setup(args)
+    _emit_report(out, args.format, spec.network.flow(values, bind=bind))
+
+
+# -- circuit: one expression staged into elementary gates -------------------------------
+
+def _add_circuit(commands):
+    p = commands.add_parser("circuit", help="stage an expression into elementary gates: a value and a gradient on every wire")
+    p.add_argument("expr", metavar="EXPR", help='the expression, e.g. "(x + y)*z" (the spec syntax)')
+    p.add_argument("--at", required=True, metavar="NAME=VALUE,...",
+                   help="the variables and their values, e.g. x=-2,y=5,z=-4 (every name the expression uses)")
+    p.add_argument("--format", choices=("text", "json", "latex"), default="text")
+    p.add_argument("--exam", action="store_true", help="LaTeX: a 'fill in the gradients' question on the exam class")
+    p.add_argument("--answers", action="store_true", help="with --exam: print the answer sheet (\\printanswers)")
+    p.add_argument("--fragment", action="store_true", help="LaTeX: no preamble, a fragment to \\input")
+    p.add_argument("--figure", action="store_true", help="LaTeX: the circuit figure alone (standalone class, cropped)")
+    p.add_argument("--title", help="the LaTeX document's title (printed literally)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here (atomically); default: standard output")
+    p.add_argument("--pdf", action="store_true", help="with --format latex and -o: also compile the PDF")
+    p.set_defaults(run=_run_circuit)
+
+
+def _run_circuit(args, out):
+    import sympy as sp
+
+    from .gates import flow_json, format_flow, render_circuit, stage
+    from .render import LatexError, compile_pdf, write_atomic
+    from .spec import FUNCTIONS, SpecError, parse_expression
+
+    latex = args.format == "latex"
+    if not latex and (args.exam or args.answers or args.fragment or args.figure or args.pdf or args.title):
+        raise UsageError("--exam, --answers, --fragment, --figure, --title and --pdf go with --format latex")
+    if args.fragment and (args.exam or args.figure):
+        raise UsageError("--exam and --figure write whole documents; leave out --fragment")
+    if args.pdf and (args.output is None or args.fragment):
+        raise UsageError("--pdf needs -o FILE.tex and a standalone document")
+    values = _at_values(args.at, FUNCTIONS)
+    symbols = {name: sp.Symbol(name) for name in values}
+    try:
+        expr = parse_expression(args.expr, symbols, where="EXPR")
+        flow = stage(expr, list(symbols.values())).evaluate({symbols[n]: v for n, v in values.items()})
+    except SpecError as err:
+        hint = f" (the variables are the names in --at: {', '.join(values)})" if "unknown symbol" in err.problem else ""
+        raise UsageError(f"{err}{hint}") from None
+    except NetworkError as err:
+        raise UsageError(f"EXPR: {err}") from None
+    if latex:
+        text = render_circuit(flow, exam=args.exam, answers=args.answers, standalone=not args.fragment,
+                              title=args.title, figure=args.figure)
+    elif args.format == "json":
+        text = json.dumps(flow_json(flow), indent=2) + "\n"
+    else:
+        text = format_flow(flow) + "\n"
+    if args.output is None:
+        out.write(text)
+        return 0
+    try:
+        write_atomic(args.output, text)
+    except OSError as err:
+        raise UsageError(f"cannot write {args.output}: {err.strerror or err}") from None
+    if args.pdf:
+        try:
+            print(f"symprop: wrote {compile_pdf(args.output)}", file=sys.stderr)
+        except LatexError as err:
+            print(f"symprop: {err}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def _at_values(text, functions) -> dict:
+    """``x=-2,y=5`` as {"x": -2.0, "y": 5.0}, in the order given."""
+    import keyword
+    import math
+
+    values = {}
+    for item in text.split(","):
+        name, sep, number = (part.strip() for part in item.partition("="))
+        if not (sep and name and number):
+            raise UsageError(f"--at {item.strip()!r}: write NAME=VALUE pairs separated by commas, e.g. x=-2,y=5")
+        if not name.isidentifier() or keyword.iskeyword(name) or name.startswith("__"):
+            raise UsageError(f"--at {name}: not a valid variable name")
+        if name in functions:
+            raise UsageError(f"--at {name}: {name} is the name of a function")
+        if name in values:
+            raise UsageError(f"--at {name}: given twice")
+        try:
+            value = float(number)
+        except ValueError:
+            raise UsageError(f"--at {name}={number}: not a number") from None
+        if not math.isfinite(value):
+            raise UsageError(f"--at {name}={number}: not a finite number")
+        values[name] = value
+    return values
+
+
+# -- grade: check a student's answer ----------------------------------------------------
+
+def _add_grade(commands):
+    p = commands.add_parser("grade", help="check an expression for dE/dw; exit 0 when right, 1 when wrong")
+    p.add_argument("spec", help="the TOML spec file")
+    p.add_argument("--wrt", required=True, metavar="NAME", help="the parameter or input")
+    p.add_argument("--answer", required=True, metavar="EXPR",
+                   help="the expression, in the spec's names (node names mean node values); write --answer=EXPR when it starts with '-'")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(run=_run_grade)
+
+
+def _run_grade(args, out):
+    from .grade import grade
+
+    spec = _load(args.spec)
+    _wrt_list(spec, [args.wrt])
+    result = grade(spec.network, args.wrt, args.answer, functions=spec.functions, symbols=spec.symbols)
+    if args.format == "text":
+        out.write(result.message() + "\n")
+    else:
+        def mistake(m):
+            return {"kind": m.kind, "label": m.label, "node": None if m.node is None else str(m.node)}
+
+        json.dump({
+            "wrt": str(result.wrt),
+            "correct": result.correct,
+            "checked": result.how,
+            "points": result.points,
+            "answer": spec_string(result.answer),
+            "expected": spec_string(result.expected),
+            "mistake": None if result.mistake is None else mistake(result.mistake),
+            "matches": [mistake(m) for m in result.matches],
+        }, out, indent=2)
+        out.write("\n")
+    return 0 if result.correct else 1
+
+
 # -- entry point ------------------------------------------------------------------------
 
-VERBS = [_add_derive, _add_solve, _add_exam]
+VERBS = [_add_derive, _add_solve, _add_exam, _add_grade, _add_grad, _add_check, _add_step, _add_flow, _add_circuit]
 
 
 def build_parser() -> argparse.ArgumentParser:
