@@ -22,6 +22,21 @@ student typically gets it wrong, then evaluated at the same numbers
 ``batch-sum``          the per-sample gradients summed although the loss is their mean
 =====================  ================================================================
 
+A family with ``kind = "circuit"`` asks about a gate circuit instead (:mod:`symprop.gates`):
+an expression template is staged into gates, its variables get drawn numbers, and the question
+is one variable's gradient or, with ``wrt = "all"``, every wire's ("fill in the gradients").
+Its wrong options come from the typical circuit mistakes (:func:`circuit_mistakes`):
+
+=====================  ================================================================
+``fan-out``            a value used by several gates given the gradient of one use only
+``add-scale``          an add gate scaling the gradient (by its other inputs) instead of
+                       passing it through unchanged
+``mul-own``            a multiply gate not swapping: each input times its own value
+``max-route``          a max gate routing the gradient to the smaller input (min: larger)
+``sign``               the minus sign of a gate's local gradient (1/x, scale by -k) dropped;
+                       without such a gate, the whole gradient negated
+=====================  ================================================================
+
 Options are *distinct*: two values ``a``, ``b`` count as the same when
 ``|a - b| <= distinct * max(|a|, |b|)`` (``distinct`` defaults to 2 %, well above the
 0.05 % that rounding to 4 significant digits can move a value). A mistake that coincides
@@ -41,6 +56,7 @@ import csv
 import fnmatch
 import io
 import json
+import keyword
 import math
 import re
 import tomllib
@@ -62,6 +78,8 @@ __all__ = [
     "Mistake", "mistakes", "MISTAKE_KINDS", "Evaluator", "Family", "load_family", "family_from_text",
     "is_family", "Variant", "Option", "variant", "variants", "variant_context", "render_variants",
     "answer_key_csv", "answer_key_tex", "write_exam", "ExamError",
+    "CircuitMistake", "circuit_mistakes", "circuit_mistake_gradient", "CIRCUIT_MISTAKE_KINDS",
+    "CircuitQuestion", "CircuitVariant", "circuit_variant_context",
 ]
 
 # The kinds of typical mistakes, in the order they are tried and reported.
@@ -299,7 +317,7 @@ class Evaluator:
 # -- question families ----------------------------------------------------------------------
 
 _FAMILY_KEYS = {
-    "name", "title", "method", "wrt", "decimals", "digits", "options", "tolerance", "distinct", "batch",
+    "kind", "name", "title", "method", "wrt", "decimals", "digits", "options", "tolerance", "distinct", "batch",
     "allow", "saturation", "min_gradient", "max_tries", "layered", "activations", "values",
 }
 _LAYERED_KEYS = ("sizes", "hidden", "output", "loss", "form", "reduction")
@@ -331,6 +349,10 @@ class Family:
     graph: object | None  # the Spec of a fixed graph
     activations: dict  # generic name -> tuple of activation names
     values: tuple  # (key, rule) pairs in file order
+    kind: str = "network"  # or "circuit"
+    circuits: tuple = ()  # circuit families: (expression text, Circuit) per template
+    all_gradients: bool = False  # circuit families: wrt = "all", every wire's gradient asked
+    min_options: int | None = None  # circuit families: fewest wrong options per question
 
 
 def is_family(path) -> bool:
@@ -375,6 +397,16 @@ def family_from_text(text: str, file: str = "<string>") -> Family:
     (fixed), ``[low, high]`` (a range, 0 left out), ``{range = [low, high], zero = true}``,
     ``{choices = [...]}`` or ``"one-hot"`` (targets).
 
+    A circuit family has ``kind = "circuit"``, ``expressions`` (templates in the spec
+    syntax, one drawn per variant and staged into gates), ``variables`` (the names they
+    may use), ``wrt`` (name patterns of the variable asked about, or ``"all"``: every
+    variable, a "fill in the gradients" question) and ``min_options`` (the fewest wrong
+    options a question may have, default 1: ``options`` is then a maximum, since a short
+    path has few typical mistakes). Its ``[family.values]`` keys are ``variables`` (every
+    variable; default ``[-1, 1]``) or name patterns; ``allow`` and ``min_gradient`` apply
+    to every wire asked about, where a zero behind a max, min or relu switch is not
+    degenerate. No other tables.
+
     >>> f = family_from_text('''
     ... [family]
     ... wrt = ["w_1_*"]
@@ -396,14 +428,20 @@ def family_from_text(text: str, file: str = "<string>") -> Family:
     fam = raw.get("family")
     if not isinstance(fam, dict):
         fail("[family]", "missing table (a question family needs one)")
+    kind = fam.get("kind", "network")
+    if kind not in ("network", "circuit"):
+        fail("[family] kind", 'must be "network" (the default) or "circuit"')
+    known = _CIRCUIT_KEYS if kind == "circuit" else _FAMILY_KEYS
     for key in fam:
-        if key not in _FAMILY_KEYS:
-            fail(f"[family] {key}", "unknown key; known: " + ", ".join(sorted(_FAMILY_KEYS)))
+        if key not in known:
+            what = f"not a key of a {kind} family" if key in _FAMILY_KEYS | _CIRCUIT_KEYS else "unknown key"
+            fail(f"[family] {key}", f"{what}; known: " + ", ".join(sorted(known)))
+    tables = () if kind == "circuit" else _SPEC_TABLES
     for name in raw:
-        if name != "family" and name not in _SPEC_TABLES:
+        if name != "family" and name not in tables:
             hint = " (a family draws its numbers: use [family.values])" if name == "values" else ""
-            fail(f"[{name}]", f"not allowed in a question family{hint}; allowed: [family], "
-                 + ", ".join(f"[{t}]" for t in _SPEC_TABLES))
+            fail(f"[{name}]", f"not allowed in a {kind} question family{hint}; allowed: "
+                 + ", ".join(f"[{t}]" for t in ("family",) + tables))
 
     def get(key, kind, default, check=None, problem=""):
         value = fam.get(key, default)
@@ -418,6 +456,7 @@ def family_from_text(text: str, file: str = "<string>") -> Family:
     title = get("title", str, "Backpropagation")
     method = get("method", str, "bottom-up", lambda m: m in METHODS, f"must be one of {', '.join(METHODS)}")
     wrt = fam.get("wrt", ["*"])
+    all_gradients = kind == "circuit" and wrt == "all"
     if isinstance(wrt, str):
         wrt = [wrt]
     if not (isinstance(wrt, list) and wrt and all(isinstance(p, str) for p in wrt)):
@@ -436,6 +475,29 @@ def family_from_text(text: str, file: str = "<string>") -> Family:
     saturation = float(get("saturation", (int, float), 0.01, lambda x: 0 <= x < 1, "must be a number from 0 to 1"))
     min_gradient = float(get("min_gradient", (int, float), 1e-3, lambda x: x >= 0, "must be a number >= 0"))
     max_tries = get("max_tries", int, 500, lambda n: 1 <= n <= 100_000, "must be a positive integer")
+    common = dict(
+        file=file, name=name, title=title, method=method, wrt=tuple(wrt), decimals=decimals, digits=digits,
+        options=options, tolerance=tolerance, distinct=distinct, batch=batch, allow=frozenset(allow),
+        saturation=saturation, min_gradient=min_gradient, max_tries=max_tries,
+    )
+    if kind == "circuit":
+        min_options = get("min_options", int, min(1, options), lambda n: min(1, options) <= n <= options,
+                          f"must be an integer from {min(1, options)} to options ({options})")
+        circuits, variables = _circuit_templates(fam, fail, () if all_gradients else tuple(wrt))
+        values = fam.get("values", {})
+        if not isinstance(values, dict):
+            fail("[family.values]", "must be a table")
+        rules = []
+        for key, rule in values.items():
+            if key != "variables" and not any(fnmatch.fnmatchcase(v, key) for v in variables):
+                fail(f"[family.values] {key}", "matches no variable; keys are \"variables\" or name patterns of "
+                     + ", ".join(variables))
+            rule = _value_rule(key, rule, decimals, fail)
+            if rule[0] == "one-hot":
+                fail(f"[family.values] {key}", "\"one-hot\" is for the targets of a network family")
+            rules.append((key, rule))
+        return Family(**common, layered=None, graph=None, activations={}, values=tuple(rules), kind="circuit",
+                      circuits=circuits, all_gradients=all_gradients, min_options=min_options)
 
     layered, graph, activations = None, None, {}
     if "layered" in fam:
@@ -454,12 +516,7 @@ def family_from_text(text: str, file: str = "<string>") -> Family:
     if not isinstance(values, dict):
         fail("[family.values]", "must be a table")
     rules = tuple((key, _value_rule(key, rule, decimals, fail)) for key, rule in values.items())
-    return Family(
-        file=file, name=name, title=title, method=method, wrt=tuple(wrt), decimals=decimals, digits=digits,
-        options=options, tolerance=tolerance, distinct=distinct, batch=batch, allow=frozenset(allow),
-        saturation=saturation, min_gradient=min_gradient, max_tries=max_tries, layered=layered, graph=graph,
-        activations=activations, values=rules,
-    )
+    return Family(**common, layered=layered, graph=graph, activations=activations, values=rules)
 
 
 def _choices(value, single):
@@ -657,6 +714,11 @@ class Variant:
     def wrong_options(self) -> tuple[Option, ...]:
         return tuple(o for o in self.options if not o.correct)
 
+    @property
+    def questions(self) -> tuple[Variant, ...]:
+        """The questions of the variant: one, the variant itself (a circuit variant may have several)."""
+        return (self,)
+
 
 class _Rejected(Exception):
     """A drawn variant is degenerate; the message says why."""
@@ -809,33 +871,37 @@ class _Generator:
                     raise _Rejected(f"{k} is saturated or dead ({_function_name(f)}' = {slope:.3g})")
 
     def _choose(self, rng, answer, valued):
-        """Up to ``options`` wrong values, distinct from the answer and from each other; one
-        per kind first (kinds in a random order, so variants differ), then the rest."""
-        fam = self.family
-        dropped = []
-        usable = []
-        for m, v in valued:
-            if not math.isfinite(v):
-                dropped.append((m, "undefined", None))
-            elif _same(v, answer, fam.distinct):
-                dropped.append((m, "right", None))
-            else:
-                usable.append((m, v))
-        if not usable or fam.options == 0:
-            return [], dropped
-        order = [usable[int(i)] for i in rng.permutation(len(usable))]
-        kinds = list(dict.fromkeys(m.kind for m, _ in order))
-        first = [next(x for x in order if x[0].kind == k) for k in kinds]
-        chosen: list = []
-        for m, v in first + [x for x in order if x not in first]:
-            if len(chosen) == fam.options:
-                break
-            twin = next((c for c in chosen if _same(v, c[1], fam.distinct)), None)
-            if twin is not None:
-                dropped.append((m, "option", twin[0]))
-                continue
-            chosen.append((m, v))
-        return chosen, dropped
+        return _choose(rng, answer, valued, self.family.options, self.family.distinct)
+
+
+def _choose(rng, answer, valued, options: int, distinct: float):
+    """Up to ``options`` wrong values, distinct from the answer and from each other; one
+    per kind first (kinds in a random order, so variants differ), then the rest.
+    ``valued`` holds (mistake, value) pairs; returns (chosen pairs, dropped triples)."""
+    dropped = []
+    usable = []
+    for m, v in valued:
+        if not math.isfinite(v):
+            dropped.append((m, "undefined", None))
+        elif _same(v, answer, distinct):
+            dropped.append((m, "right", None))
+        else:
+            usable.append((m, v))
+    if not usable or options == 0:
+        return [], dropped
+    order = [usable[int(i)] for i in rng.permutation(len(usable))]
+    kinds = list(dict.fromkeys(m.kind for m, _ in order))
+    first = [next(x for x in order if x[0].kind == k) for k in kinds]
+    chosen: list = []
+    for m, v in first + [x for x in order if x not in first]:
+        if len(chosen) == options:
+            break
+        twin = next((c for c in chosen if _same(v, c[1], distinct)), None)
+        if twin is not None:
+            dropped.append((m, "option", twin[0]))
+            continue
+        chosen.append((m, v))
+    return chosen, dropped
 
 
 def _same(a: float, b: float, rel: float) -> bool:
@@ -868,25 +934,369 @@ def _bind_network(net: Network, pick: Mapping[str, str]) -> Network:
 _U = sp.Dummy("u")
 
 
-def variant(family: Family, seed: int, index: int) -> Variant:
+def variant(family: Family, seed: int, index: int) -> Variant | CircuitVariant:
     """Variant ``index`` (counted from 1) of ``family`` for ``seed``: the same whatever the
     number of variants asked for."""
     _check_seed(seed)
-    return _Generator(family).variant(seed, index)
+    return _generator(family).variant(seed, index)
 
 
-def variants(family: Family, n: int, seed: int) -> list[Variant]:
+def variants(family: Family, n: int, seed: int) -> list[Variant] | list[CircuitVariant]:
     """Variants 1..n of ``family`` for ``seed``."""
     _check_seed(seed)
     if n < 1:
         raise ExamError(f"the number of variants must be at least 1, not {n}")
-    gen = _Generator(family)
+    gen = _generator(family)
     return [gen.variant(seed, i) for i in range(1, n + 1)]
+
+
+def _generator(family: Family):
+    return _CircuitGenerator(family) if family.kind == "circuit" else _Generator(family)
 
 
 def _check_seed(seed):
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ExamError(f"the seed must be a non-negative integer, not {seed!r}")
+
+
+# -- gate circuits ------------------------------------------------------------------------------
+
+_CIRCUIT_KEYS = {
+    "kind", "name", "title", "expressions", "variables", "wrt", "decimals", "digits", "options", "min_options",
+    "tolerance", "distinct", "allow", "saturation", "min_gradient", "max_tries", "values",
+}
+# The kinds of typical circuit mistakes, in the order they are tried and reported.
+CIRCUIT_MISTAKE_KINDS = ("fan-out", "add-scale", "mul-own", "max-route", "sign")
+# Gates whose local gradient is a switch (0 or 1): a zero gradient behind one of them is
+# the lesson (max routes, relu blocks), not a degenerate variant.
+_SWITCHES = ("max", "min", "relu")
+
+
+def _circuit_templates(fam, fail, patterns) -> tuple[tuple, tuple[str, ...]]:
+    """The staged circuit of every ``[family] expressions`` template, and the variable names."""
+    from .gates import stage
+    from .spec import FUNCTIONS, parse_expression
+
+    names = fam.get("variables")
+    if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+        fail("[family] variables", 'missing or not a list of names such as ["x", "y", "z"]')
+    for n in names:
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", n) or keyword.iskeyword(n) or n in FUNCTIONS:
+            fail("[family] variables", f"{n!r} is not a variable name (letters, digits and '_', not a function)")
+    if len(set(names)) != len(names):
+        fail("[family] variables", "a name is listed twice")
+    symbols = {n: sp.Symbol(n) for n in names}
+    texts = fam.get("expressions")
+    if not (isinstance(texts, list) and texts and all(isinstance(t, str) for t in texts)):
+        fail("[family] expressions", 'missing or not a list of expressions such as ["(x + y)*z"]')
+    circuits = []
+    for i, text in enumerate(texts, 1):
+        key = f"[family] expressions (item {i})"
+        try:
+            expr = parse_expression(text, symbols, where=key)
+            used = [s for s in symbols.values() if s in expr.free_symbols]
+            circuit = stage(expr, used)
+        except SpecError as err:
+            fail(key, f"{text!r}: {err.problem}")
+        except NetworkError as err:
+            fail(key, f"{text!r}: {err}")
+        if patterns and not any(fnmatch.fnmatchcase(s.name, p) for s in used for p in patterns):
+            fail("[family] wrt", f"no variable of expression {i} ({text!r}) matches {', '.join(patterns)}")
+        circuits.append((text, circuit))
+    return tuple(circuits), tuple(names)
+
+
+@dataclass(frozen=True)
+class CircuitMistake:
+    """A wrong gradient of a circuit's output from a typical mistake at one gate or wire.
+
+    ``gate`` is the gate whose local rule is misapplied (None for ``fan-out`` and for a
+    ``sign`` error of the whole gradient); for ``fan-out``, ``wire`` is the value used by
+    several gates and ``kept`` the one use whose gradient is taken.
+    """
+
+    kind: str
+    label: str
+    gate: sp.Symbol | None = None
+    wire: sp.Symbol | None = None
+    kept: sp.Symbol | None = None
+
+
+def _signed(g) -> bool:
+    """Whether the gate's local gradient carries a minus sign in its rule: -1/x^2, k < 0, n x^(n-1) with n < 0."""
+    return g.op == "recip" or (g.op == "scale" and g.constants["k"] < 0) or (g.op == "pow" and g.constants["n"] < 0)
+
+
+def circuit_mistakes(circuit, wrt) -> list[CircuitMistake]:
+    """Every typical circuit mistake that applies to d(output)/d``wrt`` (a variable), in the
+    order of :data:`CIRCUIT_MISTAKE_KINDS`, gates from the output down. Not filtered by
+    value: one may give the right number at a point; :func:`variant` drops those.
+
+    >>> import sympy as sp
+    >>> from symprop.gates import stage
+    >>> x, y = sp.symbols("x y")
+    >>> for m in circuit_mistakes(stage(x * (x + y)), x):
+    ...     print(m.kind, "|", m.label)
+    fan-out | fan-out not summed at x: only the gradient via add1 taken, not the sum over its 2 uses
+    fan-out | fan-out not summed at x: only the gradient via f taken, not the sum over its 2 uses
+    add-scale | add gate add1 scales the gradient by its other inputs instead of passing it through unchanged
+    mul-own | multiply gate f does not swap: each input gets the gradient times its own value
+    sign | sign error: the gradient with the wrong sign
+    """
+    net = circuit.network
+    if isinstance(wrt, str):
+        wrt = net.symbol(wrt)
+    if wrt not in circuit.variables:
+        raise NetworkError(f"{wrt} is not a variable of the circuit", wrt)
+    gates = [circuit.gate_of[k] for k in reversed(net.on_paths(wrt))]  # from the output down
+    found = []
+    for s in [wrt] + [g.symbol for g in gates]:
+        uses = circuit.uses(s)
+        for k in uses if len(uses) > 1 else ():
+            found.append(CircuitMistake(
+                "fan-out", f"fan-out not summed at {s}: only the gradient via {k} taken, not the sum over its {len(uses)} uses",
+                wire=s, kept=k))
+    for g in gates:
+        if g.op == "add":
+            found.append(CircuitMistake(
+                "add-scale", f"add gate {g.name} scales the gradient by its other inputs instead of passing it through unchanged",
+                gate=g.symbol))
+    for g in gates:
+        if g.op == "mul":
+            found.append(CircuitMistake(
+                "mul-own", f"multiply gate {g.name} does not swap: each input gets the gradient times its own value",
+                gate=g.symbol))
+    for g in gates:
+        if g.op in ("max", "min"):
+            wrong = "smaller" if g.op == "max" else "larger"
+            found.append(CircuitMistake(
+                "max-route", f"{g.op} gate {g.name} routes the gradient to the {wrong} input", gate=g.symbol))
+    signed = [g for g in gates if _signed(g)]
+    for g in signed:
+        found.append(CircuitMistake(
+            "sign", f"sign error at {g.name}: the minus sign of its local gradient dropped", gate=g.symbol))
+    if not signed:
+        found.append(CircuitMistake("sign", "sign error: the gradient with the wrong sign"))
+    return found
+
+
+def _backward(flow, local: Callable, keep=None) -> dict:
+    """Every wire's gradient, as :meth:`Circuit.evaluate` computes it, with ``local(gate,
+    input)`` for the local gradients; ``keep = (wire, gate)`` takes one use of that wire only."""
+    c = flow.circuit
+    net = c.network
+    deltas = {c.output: 1.0}
+    for s in reversed(net.leaves + net.order):
+        if s == c.output:
+            continue
+        uses = (keep[1],) if keep is not None and s == keep[0] else c.uses(s)
+        deltas[s] = math.fsum(deltas[k] * local(k, s) for k in uses)
+    return deltas
+
+
+def circuit_mistake_gradient(flow, mistake: CircuitMistake, wrt) -> float:
+    """d(output)/d``wrt`` at ``flow``'s point with ``mistake`` made: the backward pass run
+    again with the mistaken local gradient, or with one use of a fanned-out wire.
+
+    >>> import sympy as sp
+    >>> from symprop.gates import stage
+    >>> x, y, z = sp.symbols("x y z")
+    >>> flow = stage((x + y) * z).evaluate({x: -2, y: 5, z: -4})
+    >>> [(m.kind, circuit_mistake_gradient(flow, m, x)) for m in circuit_mistakes(flow.circuit, x)]
+    [('add-scale', -20.0), ('mul-own', 3.0), ('sign', 4.0)]
+    """
+    c = flow.circuit
+    if isinstance(wrt, str):
+        wrt = c.network.symbol(wrt)
+    if mistake.kind == "sign" and mistake.gate is None:
+        return -flow.deltas[wrt]
+
+    def local(k, s):
+        right = flow.local[k, s]
+        if k != mistake.gate:
+            return right
+        g = c.gate_of[k]
+        if mistake.kind == "add-scale":  # the other inputs' sum, as if the add were a multiply
+            return math.fsum([flow.values[u] for u in g.inputs if u != s] + [float(g.constants.get("c", 0))])
+        if mistake.kind == "mul-own":
+            return flow.values[s]
+        if mistake.kind == "max-route":  # the switch the other way: 1 <-> 0
+            return 1.0 - right
+        return -right  # sign
+
+    keep = (mistake.wire, mistake.kept) if mistake.kind == "fan-out" else None
+    return _backward(flow, local, keep)[wrt]
+
+
+class _Answered:
+    """What a question with options offers: the right letter, the wrong options, the notes."""
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """One line of plain text per dropped mistake."""
+        why = {"right": "coincides with the right answer", "undefined": "not a finite number"}
+        return tuple(
+            f"{m.label}: {why.get(reason) or 'coincides with the option from ' + twin.label}, left out"
+            for m, reason, twin in self.dropped
+        )
+
+    @property
+    def correct_letter(self) -> str | None:
+        return next((o.letter for o in self.options if o.correct), None)
+
+    @property
+    def wrong_options(self) -> tuple[Option, ...]:
+        return tuple(o for o in self.options if not o.correct)
+
+
+@dataclass(frozen=True)
+class CircuitQuestion(_Answered):
+    """One question of a circuit variant: d(output)/d``wrt``, its answer, its options (in
+    letter order) and the mistakes left out, as in :class:`Variant`."""
+
+    network: Network
+    wrt: sp.Symbol
+    answer: float
+    options: tuple[Option, ...]
+    dropped: tuple
+
+    @property
+    def question(self) -> str:
+        """The question in identifiers: ``df/dx``."""
+        return f"d{self.network.loss}/d{self.wrt}"
+
+
+@dataclass(frozen=True)
+class CircuitVariant:
+    """One variant of a circuit family: the expression template drawn, its staged circuit,
+    the given numbers (exact), the circuit evaluated there (``flow``) and the questions:
+    one variable's gradient, or every variable's with ``wrt = "all"``."""
+
+    index: int
+    seed: int
+    expression: str
+    circuit: object
+    values: dict
+    flow: object
+    questions: tuple[CircuitQuestion, ...]
+    tries: int
+
+    @property
+    def network(self) -> Network:
+        return self.circuit.network
+
+    @property
+    def architecture(self) -> str:
+        return f"{self.circuit.output} = {self.expression}"
+
+
+class _CircuitGenerator:
+    """Draws the variants of a circuit family; mistakes are cached per (circuit, variable)."""
+
+    def __init__(self, family: Family):
+        self.family = family
+        self._mistakes: dict = {}
+
+    def mistakes(self, circuit, wrt):
+        key = (id(circuit), wrt)
+        if key not in self._mistakes:
+            self._mistakes[key] = circuit_mistakes(circuit, wrt)
+        return self._mistakes[key]
+
+    def rule(self, symbol):
+        for key, rule in self.family.values:  # a name pattern wins over "variables"
+            if key != "variables" and fnmatch.fnmatchcase(symbol.name, key):
+                return rule
+        for key, rule in self.family.values:
+            if key == "variables":
+                return rule
+        return _value_rule("variables", [-1.0, 1.0], self.family.decimals, None)
+
+    def variant(self, seed: int, index: int) -> CircuitVariant:
+        fam = self.family
+        rng = np.random.Generator(np.random.PCG64([seed, index]))
+        # the template is drawn once, so each is equally likely whatever its rejection rate
+        text, circuit = fam.circuits[int(rng.integers(len(fam.circuits)))]
+        reason = ""
+        for tries in range(1, fam.max_tries + 1):
+            if fam.all_gradients:
+                asked = circuit.variables
+            else:
+                candidates = [s for s in circuit.variables if any(fnmatch.fnmatchcase(s.name, p) for p in fam.wrt)]
+                asked = (candidates[int(rng.integers(len(candidates)))],)
+            values = {}
+            for s in circuit.variables:
+                rule = self.rule(s)
+                values[s] = rule[1] if rule[0] == "fixed" else rule[1][int(rng.integers(len(rule[1])))]
+            try:
+                return self._finish(rng, seed, index, text, circuit, asked, values, tries)
+            except _Rejected as why:
+                reason = str(why)
+        raise ExamError(
+            f"{fam.file}: variant {index}: no acceptable numbers for {text!r} in {fam.max_tries} tries (last: {reason}); "
+            "widen the ranges, allow the case in [family] allow, lower [family] min_options or raise max_tries"
+        )
+
+    def _finish(self, rng, seed, index, text, circuit, asked, values, tries) -> CircuitVariant:
+        fam = self.family
+        try:
+            flow = circuit.evaluate(values)
+        except NetworkError as err:
+            raise _Rejected(str(err)) from None
+        self._check(circuit, flow, asked)
+        questions = []
+        for x in asked:
+            answer = flow.deltas[x]
+            valued = [(m, circuit_mistake_gradient(flow, m, x)) for m in self.mistakes(circuit, x)]
+            chosen, dropped = _choose(rng, answer, valued, fam.options, fam.distinct)
+            if len(chosen) < fam.min_options:
+                raise _Rejected(f"d{circuit.output}/d{x}: only {len(chosen)} distinct wrong options, "
+                                f"[family] min_options = {fam.min_options}")
+            order = rng.permutation(len(chosen) + 1)
+            entries = [(answer, None)] + [(v, m) for m, v in chosen]
+            options = tuple(
+                Option(_letter(i), entries[j][0], entries[j][1]) for i, j in enumerate(int(o) for o in order)
+            )
+            questions.append(CircuitQuestion(circuit.network, x, answer, options, tuple(dropped)))
+        return CircuitVariant(index, seed, text, circuit, dict(values), flow, tuple(questions), tries)
+
+    def _check(self, circuit, flow, asked):
+        """Reject ties of max and min, relu at its kink, saturated sigmoid and tanh gates, and
+        a zero gradient on a wire the question asks about, unless [family] allow has it."""
+        fam = self.family
+        allow = fam.allow
+        for g in circuit.gates:
+            args = [flow.values[a] if a in flow.values else float(a) for a in g.expr.args]
+            if g.op in ("max", "min") and "tie" not in allow and abs(args[0] - args[1]) < KINK:
+                raise _Rejected(f"a tie in the {g.op} gate {g.name}")
+            if g.op in ("relu", "leaky_relu") and "kink" not in allow and abs(args[0]) < KINK:
+                raise _Rejected(f"{g.op} gate {g.name} at its kink (input 0)")
+            if g.op in ("sigmoid", "tanh") and "saturated" not in allow:
+                slope = flow.local[g.symbol, g.inputs[0]]
+                if not abs(slope) >= fam.saturation:
+                    raise _Rejected(f"{g.op} gate {g.name} is saturated (local gradient {slope:.3g})")
+        if "zero-gradient" in allow:
+            return
+        net = circuit.network
+        if fam.all_gradients:
+            wires = circuit.variables + tuple(g.symbol for g in circuit.gates)
+        else:
+            wires = asked + net.on_paths(asked[0])
+        off = _switched_off(circuit, flow)
+        for s in wires:
+            if abs(flow.deltas[s]) < fam.min_gradient and s not in off:
+                raise _Rejected(f"zero gradient at {s} ({flow.deltas[s]:.3g})")
+
+
+def _switched_off(circuit, flow) -> set:
+    """The wires whose gradient is 0 because switches (max, min, relu) send none their way."""
+    net = circuit.network
+    off: set = set()
+    for s in reversed(net.leaves + net.order):
+        uses = circuit.uses(s)
+        if uses and all(k in off or (circuit.gate_of[k].op in _SWITCHES and flow.local[k, s] == 0) for k in uses):
+            off.add(s)
+    return off
 
 
 # -- documents ------------------------------------------------------------------------------
@@ -1039,6 +1449,77 @@ def variant_context(family: Family, v: Variant, number: str | None = None) -> di
     }
 
 
+def circuit_variant_context(family: Family, v: CircuitVariant, number: str | None = None) -> dict:
+    r"""The data a circuit variant's templates receive: the circuit as :func:`symprop.gates.circuit_context`
+    prints it (the given numbers exactly as drawn), and per question the goal, the answer and the options.
+
+    >>> fam = family_from_text('''
+    ... [family]
+    ... kind = "circuit"
+    ... expressions = ["(x + y)*z"]
+    ... variables = ["x", "y", "z"]
+    ... wrt = "z"
+    ... options = 1
+    ... ''', "demo.toml")
+    >>> q = circuit_variant_context(fam, variant(fam, 1, 1))["questions"][0]
+    >>> q["goal"], [o["mistake"]["kind"] for o in q["options"] if not o["correct"]]
+    ('\\frac{d f}{d z}', ['sign'])
+    """
+    from .gates import circuit_context
+    from .printing import latex_number
+
+    net = v.circuit.network
+    printer = _printer(net)
+    name = printer.doprint
+    c = circuit_context(v.flow, digits=family.digits)
+    exact = {name(s): _decimal_text(x, family.decimals) for s, x in v.values.items()}
+    for item in c["given"]:
+        item["value"] = exact.get(item["name"], item["value"])
+    if c["figure"] is not None:  # the variables' wires show the numbers as given, unrounded
+        ids = {n["id"]: exact[n["label"]] for n in c["figure"]["nodes"] if n["kind"] == "variable" and n["label"] in exact}
+        for wire in c["figure"]["wires"]:
+            wire["value"] = ids.get(wire["source"], wire["value"])
+
+    def mistake(m):
+        if m is None:
+            return None
+        record = {"kind": m.kind, "label": m.label, "gate": None, "op": None, "local": None,
+                  "wire": None, "kept": None, "uses": None}
+        if m.gate is not None:
+            g = v.circuit.gate_of[m.gate]
+            record.update(gate=name(m.gate), op=g.op, local=printer.doprint(local_partial(net, g.symbol, g.inputs[0]).expr))
+        if m.wire is not None:
+            record.update(wire=name(m.wire), kept=name(m.kept), uses=len(v.circuit.uses(m.wire)))
+        return record
+
+    questions = []
+    for q in v.questions:
+        options = [
+            {"letter": o.letter, "value": latex_number(o.value, family.digits), "plain": _plain_number(o.value, family.digits),
+             "correct": o.correct, "mistake": mistake(o.mistake)}
+            for o in q.options
+        ] if family.options else []
+        dropped = [
+            {"mistake": mistake(m), "why": why,
+             "letter": None if twin is None else next(o.letter for o in q.options if o.mistake is twin)}
+            for m, why, twin in q.dropped
+        ] if family.options else []
+        questions.append({
+            "wrt": name(q.wrt), "goal": name(Total(net.loss, q.wrt)), "question": q.question,
+            "answer": latex_number(q.answer, family.digits), "answer_plain": _plain_number(q.answer, family.digits),
+            "options": options, "dropped": dropped,
+        })
+    return {
+        "number": number or str(v.index),
+        "index": v.index,
+        "c": c,
+        "all": family.all_gradients,
+        "questions": questions,
+        "digits": family.digits,
+        "distinct": f"{family.distinct * 100:g}",
+    }
+
+
 def _batch_sum(terms: list[str]) -> str:
     """``g_1 + g_2 - g_3`` from printed numbers: a negative term brings its own sign."""
     text = terms[0]
@@ -1053,9 +1534,11 @@ def render_variants(family: Family, vs: Sequence[Variant], *, combined: bool = F
     ``answers`` prints the worked solutions (``\\printanswers``)."""
     from .render import environment
 
-    template = environment().get_template("exam_variant.tex.j2")
+    circuit = family.kind == "circuit"
+    template = environment().get_template("exam_variant_circuit.tex.j2" if circuit else "exam_variant.tex.j2")
+    context = circuit_variant_context if circuit else variant_context
     width = max(2, len(str(max(v.index for v in vs))))
-    contexts = [variant_context(family, v, f"{v.index:0{width}d}") for v in vs]
+    contexts = [context(family, v, f"{v.index:0{width}d}") for v in vs]
     common = {"title": family.title, "answers": answers, "family": family.name}
     if combined:
         return {f"{family.name}.tex": template.render(common, variants=contexts)}
@@ -1064,13 +1547,14 @@ def render_variants(family: Family, vs: Sequence[Variant], *, combined: bool = F
 
 def answer_key_csv(family: Family, vs: Sequence[Variant]) -> str:
     """The answer key as CSV: variant, question, value (12 significant digits), the value
-    rounded as shown, and the letter of the right option."""
+    rounded as shown, and the letter of the right option; one row per question."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["variant", "question", "value", "rounded", "option"])
     for v in vs:
-        writer.writerow([v.index, v.question, _plain_number(v.answer, 12), _plain_number(v.answer, family.digits),
-                         v.correct_letter if family.options else ""])
+        for q in v.questions:
+            writer.writerow([v.index, q.question, _plain_number(q.answer, 12), _plain_number(q.answer, family.digits),
+                             q.correct_letter if family.options else ""])
     return out.getvalue()
 
 
@@ -1079,14 +1563,22 @@ def answer_key_tex(family: Family, vs: Sequence[Variant]) -> str:
     from .printing import latex_number
     from .render import environment
 
+    circuit = family.kind == "circuit"
     rows = [
-        {"variant": v.index, "question": _printer(v.network).doprint(Total(v.network.loss, v.wrt)),
-         "value": latex_number(v.answer, family.digits), "option": v.correct_letter if family.options else "",
-         "architecture": v.architecture}
-        for v in vs
+        {"variant": v.index, "question": _printer(q.network).doprint(Total(q.network.loss, q.wrt)),
+         "value": latex_number(q.answer, family.digits), "option": q.correct_letter if family.options else "",
+         "architecture": v.architecture,
+         "formula": _circuit_formula(v) if circuit else None}
+        for v in vs for q in v.questions
     ]
     template = environment().get_template("exam_variant_key.tex.j2")
-    return template.render(title=family.title, family=family.name, rows=rows, options=bool(family.options))
+    return template.render(title=family.title, family=family.name, rows=rows, options=bool(family.options),
+                           circuit=circuit, count=len(vs))
+
+
+def _circuit_formula(v: CircuitVariant) -> str:
+    name = _printer(v.network).doprint
+    return f"{name(v.circuit.output)} = {name(v.circuit.source)}"
 
 
 def write_exam(

@@ -76,15 +76,18 @@ class _Writer:
 def moodle_xml(family, variants: Sequence, *, numerical: bool = True, multichoice: bool | None = None,
                category: str | None = None) -> str:
     """The variants as a Moodle XML quiz file (text). ``multichoice`` defaults to whether
-    the family has wrong options; ``category`` defaults to ``$course$/top/symprop/NAME``."""
-    from .exam import _plain_number, variant_context
+    the family has wrong options; ``category`` defaults to ``$course$/top/symprop/NAME``.
+    A circuit variant asking for several gradients gives one question per gradient."""
+    from .exam import circuit_variant_context, variant_context
     from .render import environment
 
     if multichoice is None:
         multichoice = family.options > 0
     if multichoice and family.options == 0:
         raise ValueError("multiple-choice questions need wrong options: [family] options is 0")
-    html = environment().get_template("exam_variant_moodle.html.j2").module
+    circuit = family.kind == "circuit"
+    html = environment().get_template(
+        "exam_variant_circuit_moodle.html.j2" if circuit else "exam_variant_moodle.html.j2").module
     w = _Writer()
     quiz = ET.Element("quiz")
 
@@ -97,34 +100,50 @@ def moodle_xml(family, variants: Sequence, *, numerical: bool = True, multichoic
     # enough digits that the answer as written lies well inside the tolerance
     digits = max(family.digits, math.ceil(-math.log10(family.tolerance)) + 3)
     for v in variants:
-        ctx = variant_context(family, v, f"{v.index:0{width}d}")
+        number = f"{v.index:0{width}d}"
+        if circuit:  # one question per gradient asked, all with the variant's worked solution
+            ctx = circuit_variant_context(family, v, number)
+            items = [(q, qc, lambda choices, qc=qc: str(html.question(ctx, qc, choices)))
+                     for q, qc in zip(v.questions, ctx["questions"])]
+        else:
+            ctx = variant_context(family, v, number)
+            items = [(v, ctx, lambda choices: str(html.question(ctx, choices)))]
         solution = str(html.feedback(ctx)).strip()
-        base = f"{family.name} {ctx['number']} {v.question}"
-        if numerical:
-            q = _question(w, quiz, "numerical", f"{base} (numerical)", str(html.question(ctx, False)), solution)
-            answer = ET.SubElement(q, "answer", fraction="100", format="moodle_auto_format")
-            w.set(ET.SubElement(answer, "text"), _plain_number(v.answer, digits))
-            w.text(answer, "feedback", f"<p>Right: \\({ctx['goal']} = {ctx['answer']}\\).</p>", format="html")
-            w.leaf(answer, "tolerance", _plain_number(family.tolerance * abs(v.answer), 3))
-            w.leaf(q, "unitgradingtype", 0)
-            w.leaf(q, "unitpenalty", "0.1000000")
-            w.leaf(q, "showunits", 3)  # no units
-            w.leaf(q, "unitsleft", 0)
-        if multichoice:
-            q = _question(w, quiz, "multichoice", f"{base} (multiple choice)", str(html.question(ctx, True)), solution)
-            w.leaf(q, "single", "true")
-            w.leaf(q, "shuffleanswers", "true")
-            w.leaf(q, "answernumbering", "abc")
-            w.leaf(q, "showstandardinstruction", 0)
-            w.text(q, "correctfeedback", "<p>Your answer is correct.</p>", format="html")
-            w.text(q, "partiallycorrectfeedback", "<p>Your answer is partially correct.</p>", format="html")
-            w.text(q, "incorrectfeedback", "<p>Your answer is incorrect.</p>", format="html")
-            for o in ctx["options"]:
-                answer = ET.SubElement(q, "answer", fraction="100" if o["correct"] else "0", format="html")
-                w.set(ET.SubElement(answer, "text"), f"<p>\\({o['value']}\\)</p>")
-                feedback = "<p>Right.</p>" if o["correct"] else str(html.mistake(o["mistake"])).strip()
-                w.text(answer, "feedback", feedback, format="html")
+        for item, qc, question_text in items:
+            _questions(w, quiz, family, f"{family.name} {number} {item.question}", item.answer, qc, question_text,
+                       solution, html, numerical=numerical, multichoice=multichoice, digits=digits)
     return w.serialise(quiz)
+
+
+def _questions(w, quiz, family, base, value, ctx, question_text, solution, html, *, numerical, multichoice, digits):
+    """The numerical and the multiple-choice question for one answer ``value``; ``ctx``
+    holds its printed ``goal``, ``answer`` and ``options``."""
+    from .exam import _plain_number
+
+    if numerical:
+        q = _question(w, quiz, "numerical", f"{base} (numerical)", question_text(False), solution)
+        answer = ET.SubElement(q, "answer", fraction="100", format="moodle_auto_format")
+        w.set(ET.SubElement(answer, "text"), _plain_number(value, digits))
+        w.text(answer, "feedback", f"<p>Right: \\({ctx['goal']} = {ctx['answer']}\\).</p>", format="html")
+        w.leaf(answer, "tolerance", _plain_number(family.tolerance * abs(value), 3))
+        w.leaf(q, "unitgradingtype", 0)
+        w.leaf(q, "unitpenalty", "0.1000000")
+        w.leaf(q, "showunits", 3)  # no units
+        w.leaf(q, "unitsleft", 0)
+    if multichoice:
+        q = _question(w, quiz, "multichoice", f"{base} (multiple choice)", question_text(True), solution)
+        w.leaf(q, "single", "true")
+        w.leaf(q, "shuffleanswers", "true")
+        w.leaf(q, "answernumbering", "abc")
+        w.leaf(q, "showstandardinstruction", 0)
+        w.text(q, "correctfeedback", "<p>Your answer is correct.</p>", format="html")
+        w.text(q, "partiallycorrectfeedback", "<p>Your answer is partially correct.</p>", format="html")
+        w.text(q, "incorrectfeedback", "<p>Your answer is incorrect.</p>", format="html")
+        for o in ctx["options"]:
+            answer = ET.SubElement(q, "answer", fraction="100" if o["correct"] else "0", format="html")
+            w.set(ET.SubElement(answer, "text"), f"<p>\\({o['value']}\\)</p>")
+            feedback = "<p>Right.</p>" if o["correct"] else str(html.mistake(o["mistake"])).strip()
+            w.text(answer, "feedback", feedback, format="html")
 
 
 def _question(w, quiz, kind, name, text, solution):

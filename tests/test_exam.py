@@ -491,3 +491,326 @@ def test_cli_family_options_need_a_family(tmp_path, capsys):
     assert "need a question family" in capsys.readouterr().err
     assert main(["exam", str(EXAMPLE), "--wrt", "w_1_1_1", "-o", str(tmp_path)]) == 2
     assert main(["exam", str(EXAMPLE), "--variants", "0", "-o", str(tmp_path)]) == 2
+
+
+# -- circuit families ----------------------------------------------------------------------------
+
+CIRCUIT_EXAMPLE = ROOT / "examples" / "exam_circuit_family.toml"
+
+CIRCUITS = """
+[family]
+kind = "circuit"
+name = "circuits"
+title = "Gates & wires: 100% by hand"
+expressions = ["(x + y)*z", "1/(1 + exp(-(w_0*x_0 + w_1*x_1 + w_2)))", "max(x, y)*z + x", "x*(x*y + exp(x))",
+               "min(x, 2)*y - x/z", "relu(x*y) + tanh(x + z)*x"]
+variables = ["x", "y", "z", "w_0", "w_1", "w_2", "x_0", "x_1"]
+wrt = ["x", "y", "w_*"]
+options = 3
+[family.values]
+variables = [-3.0, 3.0]
+"""
+
+CIRCUIT_KINDS = {"fan-out", "add-scale", "mul-own", "max-route", "sign"}
+
+
+@pytest.fixture(scope="module")
+def circuits():
+    fam = family_from_text(CIRCUITS, "circuits.toml")
+    return fam, variants(fam, 30, seed=7)
+
+
+@pytest.fixture(scope="module")
+def fill_in():
+    fam = load_family(CIRCUIT_EXAMPLE)
+    return fam, variants(fam, 6, seed=2024)
+
+
+def every_circuit_question(circuits, fill_in):
+    for fam, vs in (circuits, fill_in):
+        for v in vs:
+            for q in v.questions:
+                yield fam, v, q
+
+
+def wire_values(circuit, values):
+    """Every wire's value from the gates' explicit SymPy expressions, to 30 digits."""
+    point = {s: sp.Float(sp.Rational(x), 30) for s, x in values.items()}
+    for g in circuit.gates:
+        point[g.symbol] = F.explicit(g.expr).xreplace(point).evalf(30)
+    return point
+
+
+def composed(circuit, replaced=None):
+    """The output as one expression of the variables, built gate by gate; ``replaced``
+    maps a gate to the expression (of its wires) used instead of its own."""
+    full = {}
+    for g in circuit.gates:
+        full[g.symbol] = (replaced or {}).get(g.symbol, g.expr).xreplace(full)
+    return full[circuit.output]
+
+
+_CIRCUIT_F = {}
+
+
+def circuit_central(circuit, expr, values, wrt, h=1e-6):
+    """d(expr)/d(wrt) at the given values by central differences."""
+    xs = list(circuit.variables)
+    key = (id(circuit), expr)
+    if key not in _CIRCUIT_F:
+        _CIRCUIT_F[key] = (circuit, sp.lambdify(xs, F.explicit(expr), "math"))
+    f = _CIRCUIT_F[key][1]
+    args = [float(values[s]) for s in xs]
+    i = xs.index(wrt)
+    up, down = list(args), list(args)
+    up[i] += h
+    down[i] -= h
+    return (f(*up) - f(*down)) / (2 * h)
+
+
+def circuit_independent(v, q, m):
+    """The mistake's d(output)/d(wrt), recomputed without symprop's backward pass: the
+    circuit with the mistaken gate replaced by a tangent of the wrong slopes (or the other
+    uses of a fanned-out wire frozen at its value), then central differences."""
+    c, values = v.circuit, v.values
+    point = wire_values(c, values)
+    if m.kind == "sign" and m.gate is None:
+        return -circuit_central(c, c.source, values, q.wrt)
+    if m.kind == "fan-out":
+        frozen = {k: c.gate_of[k].expr.xreplace({m.wire: point[m.wire]})
+                  for k in c.network.consumers[m.wire] if k != m.kept}
+        return circuit_central(c, composed(c, frozen), values, q.wrt)
+    g = c.gate_of[m.gate]
+
+    def value(a):  # a wire's value, or a constant argument
+        return point[a] if a in point else a
+
+    if m.kind == "add-scale":  # a multiply's rule: the sum of the other arguments
+        slopes = {u: sum(value(a) for a in g.expr.args if a != u) for u in g.inputs}
+    elif m.kind == "mul-own":
+        slopes = {u: point[u] for u in g.inputs}
+    elif m.kind == "max-route":  # all of the gradient to the smaller argument of max (larger of min)
+        args = [value(a) for a in g.expr.args]
+        wrong = min(args) if g.op == "max" else max(args)
+        slopes = {u: 1 if point[u] == wrong else 0 for u in g.inputs}
+    else:
+        assert m.kind == "sign", m.kind
+        slopes = {u: -sp.diff(F.explicit(g.expr), u).xreplace(point) for u in g.inputs}
+    tangent = point[g.symbol] + sum(slopes[u] * (u - point[u]) for u in g.inputs)
+    return circuit_central(c, composed(c, {g.symbol: tangent}), values, q.wrt)
+
+
+def test_circuit_family_files_are_byte_identical_across_processes(tmp_path):
+    args = ["exam", str(CIRCUIT_EXAMPLE), "--variants", "3", "--seed", "5", "--answers"]
+    assert main(args + ["-o", str(tmp_path / "a"), "--moodle", str(tmp_path / "a" / "q.xml")]) == 0
+    env = dict(os.environ, PYTHONHASHSEED="4242")
+    done = subprocess.run(
+        [sys.executable, "-m", "symprop.cli", *args, "-o", str(tmp_path / "b"), "--moodle", str(tmp_path / "b" / "q.xml")],
+        env=env, capture_output=True, text=True, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == ["gate-circuits-key.csv", "gate-circuits-key.tex", "q.xml"] + [f"variant-0{i}.tex" for i in (1, 2, 3)]
+    assert names == sorted(p.name for p in (tmp_path / "b").iterdir())
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_a_circuit_variant_depends_on_seed_and_index_only(circuits):
+    fam, vs = circuits
+    alone = variant(fam, 7, 4)
+    assert (alone.expression, alone.values) == (vs[3].expression, vs[3].values)
+    assert [o.value for q in alone.questions for o in q.options] == [o.value for q in vs[3].questions for o in q.options]
+    other = variants(fam, 10, seed=8)
+    assert [(v.expression, v.values) for v in other] != [(v.expression, v.values) for v in vs[:10]]
+    # every template is drawn, and the given numbers are nice: one decimal, in range, not 0
+    assert {v.expression for v in vs} == set(fam_text for fam_text, _ in fam.circuits)
+    for v in vs:
+        assert all((x * 10).denominator == 1 and x != 0 and -3 <= x <= 3 for x in v.values.values())
+
+
+def test_every_circuit_answer_agrees_with_central_differences(circuits, fill_in):
+    count = 0
+    for fam, v, q in every_circuit_question(circuits, fill_in):
+        assert close(q.answer, circuit_central(v.circuit, v.circuit.source, v.values, q.wrt)), (fam.name, v.index, q.question)
+        count += 1
+    assert count > 30 + 6  # the fill-in family asks about every variable
+    _, vs = fill_in
+    assert all([q.wrt for q in v.questions] == list(v.circuit.variables) for v in vs)
+
+
+def test_circuit_distractors_are_distinct_and_come_from_their_labelled_mistakes(circuits, fill_in):
+    kinds = set()
+    for fam, v, q in every_circuit_question(circuits, fill_in):
+        values = [o.value for o in q.options]
+        assert fam.min_options + 1 <= len(q.options) <= fam.options + 1 and sum(o.correct for o in q.options) == 1
+        for i, a in enumerate(values):
+            for b in values[i + 1:]:
+                assert abs(a - b) > fam.distinct * max(abs(a), abs(b)), (fam.name, v.index, q.question)
+        for o in q.wrong_options:
+            m = o.mistake
+            kinds.add(m.kind)
+            expected = circuit_independent(v, q, m)
+            assert close(o.value, expected), (v.expression, q.question, m.label, o.value, expected)
+            where = m.wire if m.kind == "fan-out" else m.gate
+            assert where is None or str(where) in m.label
+    assert kinds == CIRCUIT_KINDS
+    ops = {v.circuit.gate_of[o.mistake.gate].op for fam, v, q in every_circuit_question(circuits, fill_in)
+           for o in q.wrong_options if o.mistake.kind in ("sign", "max-route") and o.mistake.gate is not None}
+    assert {"max", "min", "recip", "scale"} <= ops
+
+
+def _circuit_family(expression, values, wrt, extra="", options=0):
+    lines = "\n".join(f"{k} = {x}" for k, x in values.items())
+    return f"""
+[family]
+kind = "circuit"
+expressions = ["{expression}"]
+variables = ["x", "y", "z"]
+wrt = {wrt}
+options = {options}
+max_tries = 5
+{extra}
+[family.values]
+{lines}
+"""
+
+
+@pytest.mark.parametrize("expression, values, wrt, allow, problem", [
+    ("max(x, y)*z", {"x": 1.5, "y": 1.5, "z": 2.0}, '"z"', "tie", "a tie in the max gate"),
+    ("relu(x - y)*z", {"x": 0.5, "y": 0.5, "z": 2.0}, '"z"', "kink", "at its kink"),
+    ("sigmoid(x*y)*z", {"x": 3.0, "y": 3.0, "z": 1.0}, '"x"', "saturated", "saturated"),
+    ("(x + y)*z", {"x": 0.5, "y": -0.5, "z": 2.0}, '"z"', "zero-gradient", "zero gradient at z"),
+    ("(x + y)*z", {"x": 0.5, "y": -0.5, "z": 2.0}, '"all"', "zero-gradient", "zero gradient at z"),
+])
+def test_degenerate_circuit_variants_are_rejected_unless_allowed(expression, values, wrt, allow, problem):
+    text = _circuit_family(expression, values, wrt)
+    with pytest.raises(ExamError, match=problem):
+        variants(family_from_text(text, "c.toml"), 1, seed=0)
+    extra = f'allow = ["{allow}", "zero-gradient"]' if allow != "zero-gradient" else f'allow = ["{allow}"]'
+    (v,) = variants(family_from_text(_circuit_family(expression, values, wrt, extra), "c.toml"), 1, seed=0)
+    assert v.tries == 1
+
+
+def test_undefined_circuit_values_are_rejected():
+    text = _circuit_family("log(x)*y + z", {"x": -1.0, "y": 1.0, "z": 1.0}, '"y"')
+    with pytest.raises(ExamError, match="undefined"):
+        variants(family_from_text(text, "c.toml"), 1, seed=0)
+
+
+def test_a_zero_gradient_behind_a_switch_is_the_lesson_not_degenerate():
+    text = _circuit_family("max(x, y)*z", {"x": 2.0, "y": 1.0, "z": 3.0}, '"all"', options=1)
+    (v,) = variants(family_from_text(text, "c.toml"), 1, seed=0)
+    answers = {str(q.wrt): q.answer for q in v.questions}
+    assert answers == {"x": 3.0, "y": 0.0, "z": 2.0}
+    (routed,) = [o for q in v.questions if str(q.wrt) == "y" for o in q.wrong_options]
+    assert routed.mistake.kind == "max-route" and routed.value == 3.0
+
+
+@pytest.mark.parametrize("text, key", [
+    ('kind = "graph"', "[family] kind"),
+    ('kind = "circuit"\nvariables = ["x"]', "[family] expressions"),
+    ('kind = "circuit"\nexpressions = ["x*y"]\nvariables = ["x"]', "[family] expressions (item 1)"),
+    ('kind = "circuit"\nexpressions = ["x*"]\nvariables = ["x"]', "[family] expressions (item 1)"),
+    ('kind = "circuit"\nexpressions = ["x**y"]\nvariables = ["x", "y"]', "[family] expressions (item 1)"),
+    ('kind = "circuit"\nexpressions = ["x*y", "y + 1"]\nvariables = ["x", "y"]\nwrt = ["x"]', "[family] wrt"),
+    ('kind = "circuit"\nexpressions = ["x*y"]\nvariables = ["x", "exp"]', "[family] variables"),
+    ('kind = "circuit"\nexpressions = ["x*y"]\nvariables = ["x", "y"]\nbatch = 2', "[family] batch"),
+    ('kind = "circuit"\nexpressions = ["x*y"]\nvariables = ["x", "y"]\noptions = 2\nmin_options = 3', "[family] min_options"),
+    ('kind = "circuit"\nexpressions = ["x*y"]\nvariables = ["x", "y"]\n[family.values]\nq = 1', "[family.values] q"),
+    ('kind = "circuit"\nexpressions = ["x*y"]\nvariables = ["x", "y"]\n[network]\nloss = "E"', "[network]"),
+])
+def test_bad_circuit_families_name_file_and_key(text, key):
+    with pytest.raises(SpecError) as err:
+        family_from_text("[family]\n" + text, "fam.toml")
+    assert str(err.value).startswith(f"fam.toml: {key}: ")
+
+
+def test_circuit_question_leaves_gradients_blank_and_solution_is_render_circuits(fill_in):
+    from symprop.gates import render_circuit
+
+    fam, vs = fill_in
+    docs = render_variants(fam, vs[:3])
+    for v, tex in zip(vs, docs.values()):
+        question, solution = tex.split(r"\begin{solution}")
+        gradients = re.findall(r"node\[cgrad, pos=[\d.]+\] \{(.*?)\} (?:\(|--)", question)
+        assert gradients and all(r"\framebox" in g for g in gradients[:-1]) and gradients[-1] == "$1$"
+        assert r"\Sigma" not in question and "local gradient" in question  # the blank table to fill in
+        # the worked answer is the one render_circuit writes for this circuit and these numbers
+        reference = render_circuit(v.flow, exam=True, answers=True)
+        expected = reference.split(r"\begin{solution}")[1].split(r"\end{solution}")[0]
+        assert solution.startswith(expected.rstrip("\n")), v.index
+        assert len(re.findall(r"\\part ", question)) == len(v.questions)
+
+
+def _pdflatex_once(path):
+    """One pdflatex pass (enough to find any error); returns the number of pages."""
+    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape", path.name],
+                          cwd=path.parent, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
+    log = path.with_suffix(".log").read_text(errors="replace")
+    assert done.returncode == 0, [line for line in log.splitlines() if line.startswith("!")][:3]
+    return int(re.search(r"Output written on .*?\((\d+) pages?", log, re.S).group(1))
+
+
+@pdflatex
+def test_circuit_variants_compile_with_pdflatex(circuits, fill_in, tmp_path):
+    # every variant of the fill-in family, and the first of the other (one question each)
+    for (fam, vs), count in ((fill_in, len(fill_in[1])), (circuits, 8)):
+        (name, tex), = render_variants(fam, vs[:count], combined=True, answers=True).items()
+        assert tex.count(r"\question") == count
+        (tmp_path / name).write_text(tex)
+        assert _pdflatex_once(tmp_path / name) >= count
+    fam, vs = circuits
+    assert r"Gates \& wires: 100\% by hand" in render_variants(fam, vs[:1])["variant-01.tex"]
+    key = tmp_path / "key.tex"
+    key.write_text(answer_key_tex(*fill_in))
+    assert _pdflatex_once(key) >= 1
+
+
+def test_circuit_answer_key_has_one_row_per_question(fill_in, tmp_path):
+    fam, _ = fill_in
+    written = write_exam(fam, 3, 2024, tmp_path)
+    vs = variants(fam, 3, seed=2024)
+    rows = (tmp_path / "gate-circuits-key.csv").read_text().splitlines()
+    assert rows[0] == "variant,question,value,rounded,option"
+    expected = [(v.index, q) for v in vs for q in v.questions]
+    assert len(rows) - 1 == len(expected) > 3
+    for (index, q), row in zip(expected, rows[1:]):
+        number, question, value, rounded, option = row.split(",")
+        assert (int(number), question, option) == (index, f"df/d{q.wrt}", q.correct_letter)
+        assert abs(float(value) - q.answer) <= 1e-11 * abs(q.answer)
+    key = (tmp_path / "gate-circuits-key.tex").read_text()
+    assert "3 variants" in key and key.count(r"\frac{d f}") == len(expected)
+    assert "gate-circuits-key.tex" in {p.name for p in written}
+
+
+CIRCUIT_PHRASES = {
+    "fan-out": "forgets the fan-out sum", "add-scale": "add gate", "mul-own": "not swap its inputs",
+    "max-route": "route the gradient", "sign": "sign error",
+}
+
+
+def test_circuit_moodle_xml_passes_the_structure_checker(circuits, fill_in):
+    import xml.etree.ElementTree as ET
+
+    from symprop.moodle import moodle_xml
+    from test_moodle import check_quiz, text_of
+
+    for fam, vs in (circuits, fill_in):
+        vs = vs[:5]
+        found = check_quiz(ET.fromstring(moodle_xml(fam, vs)))
+        questions = [q for v in vs for q in v.questions]
+        assert len(found["numerical"]) == len(found["multichoice"]) == len(questions)
+        for q, num, mc in zip(questions, found["numerical"], found["multichoice"]):
+            assert text_of(num, "name").endswith(f"{q.question} (numerical)")
+            (a,) = num.findall("answer")
+            value, tolerance = float(a.findtext("text")), float(a.findtext("tolerance"))
+            assert abs(value - q.answer) <= tolerance / 10 + 1e-12
+            assert all(abs(o.value - value) > tolerance for o in q.wrong_options)
+            answers = mc.findall("answer")
+            assert len(answers) == len(q.options)
+            for o, el in zip(q.options, answers):
+                assert el.get("fraction") == ("100" if o.correct else "0")
+                if not o.correct:
+                    assert CIRCUIT_PHRASES[o.mistake.kind] in text_of(el, "feedback")
+            assert "\\frac{d f}{d f} = 1" in text_of(num, "questiontext")
