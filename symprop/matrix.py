@@ -1159,6 +1159,24 @@ def values_from_scalar(sizes, values) -> LayeredValues:
     return LayeredValues(weights, biases, x, y)
 
 
+def scalar_values(values: LayeredValues) -> dict:
+    """The inverse of :func:`values_from_scalar`: every number by the name
+    :func:`symprop.layered.mlp` gives it, inputs and targets as lists (one entry a sample),
+    ready for :mod:`symprop.numeric` on the scalar network.
+
+    >>> v = values_from_scalar([1, 1], {"x_1": (2.0, 3.0), "t_1": (1.0, 0.0), "w_1_1_1": 0.5, "b_1_1": 0.0})
+    >>> scalar_values(v)
+    {'x_1': [2.0, 3.0], 't_1': [1.0, 0.0], 'w_1_1_1': 0.5, 'b_1_1': 0.0}
+    """
+    out = {f"x_{i + 1}": row.tolist() for i, row in enumerate(values.x)}
+    out.update({f"t_{j + 1}": row.tolist() for j, row in enumerate(values.y)})
+    for l, (W, b) in enumerate(zip(values.weights, values.biases), 1):
+        rows, cols = W.shape
+        out.update({f"w_{l}_{j + 1}_{i + 1}": float(W[j, i]) for j in range(rows) for i in range(cols)})
+        out.update({f"b_{l}_{j + 1}": float(b[j, 0]) for j in range(rows)})
+    return out
+
+
 def from_layers(layers) -> tuple[MatrixDerivation, LayeredValues]:
     """The derivation and the numbers of a spec's ``[layers]`` table
     (:class:`symprop.spec.Layers`): its ``[values]`` if it has any, else random ones
