@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 
@@ -124,7 +125,7 @@ def _add_document_options(p):
 def _add_solve(commands):
     p = commands.add_parser("solve", help="write a worked LaTeX solution of dE/dw")
     _add_document_options(p)
-    p.add_argument("--method", choices=METHODS, default="top-down")
+    p.add_argument("--method", choices=METHODS, help="default: top-down")
     p.add_argument("--fragment", action="store_true", help="no preamble: a fragment to \\input into your own document")
     p.set_defaults(run=_run_solve)
 
@@ -135,12 +136,26 @@ def _run_solve(args, out):
     if args.pdf and args.fragment:
         raise UsageError("--pdf needs a standalone document; leave out --fragment")
     _check_output(args)
+    layers = _layers(args.spec)
+    if layers is not None:
+        return _run_solve_matrix(args, layers, out)
     spec = _load(args.spec)
     tex = render_solution(
-        spec.network, _wrt_list(spec, args.wrt), method=args.method, values=spec.values,
+        spec.network, _wrt_list(spec, args.wrt), method=args.method or "top-down", values=spec.values,
         bind=spec.bind, title=args.title, standalone=not args.fragment,
     )
     return _emit(args, tex, out)
+
+
+def _run_solve_matrix(args, layers, out):
+    """A [layers] spec: the matrix-form worked solution (every W^l and b^l, with shapes)."""
+    from .matrix import derive_matrix, render_matrix_solution
+
+    if args.wrt or args.method not in (None, "top-down"):
+        raise UsageError(f"{args.spec}: a [layers] spec has the matrix form, which derives every W^l and b^l "
+                         "top-down at once; leave out --wrt and --method")
+    d = derive_matrix(layers.sizes, layers.hidden, layers.output, layers.loss, reduction=layers.reduction)
+    return _emit(args, render_matrix_solution(d, title=args.title, standalone=not args.fragment), out)
 
 
 def _add_exam(commands):
@@ -165,6 +180,9 @@ def _run_exam(args, out):
         return _run_exam_family(args)
     if args.combined or args.moodle or args.variants != 1 or args.seed != 0:
         raise UsageError(f"{args.spec}: --variants, --seed, --combined and --moodle need a question family (a [family] table)")
+    if _layers(args.spec) is not None:
+        raise UsageError(f"{args.spec}: an exam question needs a [nodes] network or a [family]; "
+                         "for a [layers] spec, `symprop solve` writes the matrix-form solution")
     _check_output(args)
     spec = _load(args.spec)
     tex = render_exam(
@@ -243,10 +261,26 @@ def _add_numeric_options(p):
     p.add_argument("--format", choices=("text", "json"), default="text")
 
 
+MAX_LAYERS_SCALAR_NUMBERS = 20_000  # check, step and flow of a bigger [layers] net would take minutes
+
+
 def _numeric_setup(args):
-    """The spec, its values overridden by --values, and its bindings overridden by --bind."""
+    """The spec, its values overridden by --values, and its bindings overridden by --bind.
+
+    A [layers] spec runs in its scalar form here, on its [values] or, without any, on the
+    random weights and batch its seed draws (as `grad` uses them in the matrix form).
+    """
+    from .matrix import from_layers, scalar_values
+
+    layers = _layers(args.spec)
+    if layers is not None and layers.param_count > MAX_LAYERS_SCALAR_NUMBERS:
+        raise UsageError(f"{args.spec}: {args.verb} runs the scalar form, one symbol per weight, and "
+                         f"{layers.param_count:,} parameters are more than it does in reasonable time "
+                         f"({MAX_LAYERS_SCALAR_NUMBERS:,}); `symprop grad` uses the matrix form at any size")
     spec = _load(args.spec)
     values = dict(spec.values)
+    if layers is not None and not values:
+        values = {spec.symbols[name]: v for name, v in scalar_values(from_layers(layers)[1]).items()}
     if args.values:
         values.update(_values_file(spec, args.values))
     return spec, values, _bindings(spec, args.bind)
@@ -600,8 +634,16 @@ def main(argv=None) -> int:
             print(f"symprop: {err}", file=sys.stderr)
             return 2
         except NetworkError as err:
-            print(f"symprop: {args.spec}: {err}", file=sys.stderr)
+            print(f"symprop: {getattr(args, 'spec', 'EXPR')}: {err}", file=sys.stderr)
             return 2
+        except BrokenPipeError:
+            # the reader stopped early (`symprop ... | head`): not an error of ours; point
+            # stdout at devnull so that Python's exit flush does not fail again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+        except KeyboardInterrupt:
+            print("symprop: interrupted", file=sys.stderr)
+            return 130
     return status or 0
 
 

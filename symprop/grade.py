@@ -63,10 +63,11 @@ class GradeResult:
     mistake: Mistake | None
     matches: tuple[Mistake, ...]
     points: int
+    loss: sp.Symbol = sp.Symbol("E")
 
     def message(self) -> str:
         """One line for a person."""
-        goal = f"dE/d{self.wrt}"
+        goal = f"d{self.loss}/d{self.wrt}"
         if self.correct:
             how = "symbolically" if self.how == "symbolic" else f"at {self.points} random points"
             return f"right: the answer equals {goal} (checked {how})"
@@ -175,7 +176,7 @@ def grade(network: Network, wrt, answer_text: str, *, functions: Mapping | None 
         (points if abs(right) > ABS_TOL else spare).append(sample)
     points = points or spare[:POINTS]
     if not points:
-        raise NetworkError(f"dE/d{w} is undefined at every random point tried; cannot grade")
+        raise NetworkError(f"d{net.loss}/d{w} is undefined at every random point tried; cannot grade")
 
     correct = all(math.isfinite(a) and _close(a, r) for r, a, _ in points)
     how = "numeric"
@@ -187,4 +188,4 @@ def grade(network: Network, wrt, answer_text: str, *, functions: Mapping | None 
             m for i, m in enumerate(wrong)
             if all(math.isfinite(a) and math.isfinite(ms[i]) and _close(a, ms[i]) for _, a, ms in points)
         )
-    return GradeResult(correct, how, w, answer, expected, matches[0] if matches else None, matches, len(points))
+    return GradeResult(correct, how, w, answer, expected, matches[0] if matches else None, matches, len(points), net.loss)

@@ -17,7 +17,7 @@ from symprop.cli import main
 from symprop.derive import Step
 from symprop.matrix import (
     GATES, Gradient, Jacobian, MatrixStep, derive_matrix, latex, mlp_bindings, random_layered,
-    render_matrix_solution, text, values_from_scalar,
+    render_matrix_solution, scalar_values, text, values_from_scalar,
 )
 from symprop.matrix import E as LOSS
 from symprop.matrix import _explicit
@@ -149,17 +149,6 @@ def test_every_jacobian_and_loss_gradient_step_equals_sympy_diff(hidden, output,
 
 
 # -- numbers --------------------------------------------------------------------------
-
-def scalar_values(v):
-    """LayeredValues by the names mlp gives, for symprop.numeric."""
-    out = {f"x_{i + 1}": list(row) for i, row in enumerate(v.x)}
-    out.update({f"t_{j + 1}": list(row) for j, row in enumerate(v.y)})
-    for l, (W, b) in enumerate(zip(v.weights, v.biases), 1):
-        for j, i in itertools.product(range(W.shape[0]), range(W.shape[1])):
-            out[f"w_{l}_{j + 1}_{i + 1}"] = float(W[j, i])
-        out.update({f"b_{l}_{j + 1}": float(b[j, 0]) for j in range(W.shape[0])})
-    return out
-
 
 @pytest.mark.parametrize("sizes,hidden,output,loss,reduction", [
     ([5, 8, 6, 3], "tanh", "softmax", "cross_entropy", "mean"),
@@ -473,3 +462,34 @@ def test_cli_grad_random_values_from_seed_and_batch(tmp_path, capsys):
     assert first["loss"] == d.gradient(d.random_values(5, 3)).loss
     status, out, _ = run(["grad", str(spec)], capsys)
     assert status == 0 and out.startswith("loss E = ") and "dE/dW^1  20×30" in out
+
+
+def test_cli_solve_on_layers_writes_the_matrix_solution(tmp_path, capsys):
+    big = tmp_path / "big.toml"
+    big.write_text(BIG_SPEC)  # 15 million weights: only the matrix form can do this
+    status, out, _ = run(["solve", str(big), "--fragment"], capsys)
+    d = derive_matrix((150528, 100, 10), output="softmax", loss="cross_entropy")
+    assert status == 0 and out == render_matrix_solution(d, standalone=False)
+    for argv in (["--wrt", "w_1_1_1"], ["--method", "bottom-up"]):
+        status, _, err = run(["solve", str(big), *argv], capsys)
+        assert status == 2 and "leave out --wrt and --method" in err
+    status, _, err = run(["exam", str(big)], capsys)
+    assert status == 2 and "symprop solve" in err and err.count("\n") == 1
+
+
+def test_cli_check_step_flow_on_layers_use_the_seeded_values(tmp_path, capsys):
+    small = tmp_path / "seeded.toml"
+    small.write_text("[layers]\nsizes = [3, 4, 2]\nhidden = 'tanh'\noutput = 'softmax'\nloss = 'cross_entropy'\n"
+                     "seed = 3\nbatch = 5\n")
+    grad = json.loads(run(["grad", str(small), "--format", "json"], capsys)[1])
+    status, out, _ = run(["check", str(small), "--format", "json"], capsys)
+    record = json.loads(out)
+    assert status == 0 and record["passed"] and len(record["parameters"]) == 3 * 4 + 4 + 4 * 2 + 2
+    assert math.isclose(record["loss"], grad["loss"], rel_tol=1e-12)  # the same seeded batch
+    step = json.loads(run(["step", str(small), "--lr", "0.1", "--format", "json"], capsys)[1])
+    assert step["loss_after"] < step["loss_before"] == pytest.approx(grad["loss"], rel=1e-12)
+    assert run(["flow", str(small)], capsys)[0] == 0
+    big = tmp_path / "big.toml"
+    big.write_text(BIG_SPEC)
+    status, _, err = run(["check", str(big)], capsys)
+    assert status == 2 and "`symprop grad` uses the matrix form" in err
