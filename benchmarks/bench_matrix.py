@@ -140,7 +140,7 @@ def bench_case(sizes, batch, repeats, dtype):
     }
     try:
         run, torch = torch_setup(values)
-    except ImportError:
+    except (ImportError, OSError):  # not installed, or an install that cannot load its libraries
         torch = None
     if torch is not None:
         t_loss, t_dW, t_db = run()
@@ -175,7 +175,7 @@ def main(argv=None):
     try:
         import torch
         print(f"torch {torch.__version__}; numpy {np.__version__}")
-    except ImportError:
+    except (ImportError, OSError):
         print("torch is not installed: pip install torch to compare with PyTorch CPU autograd")
 
     print("\nderivation time (symbolic dimensions: independent of the widths)")
