@@ -232,7 +232,7 @@ def _check_output(args):
 
 
 def _emit(args, tex, out):
-    """Print the LaTeX, or write it atomically and optionally compile it."""
+    """Print the text, or write it atomically and optionally compile it (LaTeX, --pdf)."""
     from .render import LatexError, compile_pdf, write_atomic
 
     if args.output is None:
@@ -287,19 +287,9 @@ def _numeric_setup(args):
 
 
 def _values_file(spec, path):
-    import tomllib
-    from pathlib import Path
+    from .spec import SpecError, parse_toml, read_text
 
-    from .spec import SpecError
-
-    try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SpecError(path, None, "no such file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise SpecError(path, None, f"cannot read: {getattr(err, 'strerror', None) or err}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise SpecError(path, "TOML", str(err)) from None
+    raw = parse_toml(read_text(path), path)
     table, prefix = raw, ""
     if "values" in raw:
         if len(raw) > 1 or not isinstance(raw["values"], dict):
@@ -490,7 +480,6 @@ def _run_circuit(args, out):
     import sympy as sp
 
     from .gates import flow_json, format_flow, render_circuit, stage
-    from .render import LatexError, compile_pdf, write_atomic
     from .spec import FUNCTIONS, SpecError, parse_expression
 
     latex = args.format == "latex"
@@ -517,20 +506,7 @@ def _run_circuit(args, out):
         text = json.dumps(flow_json(flow), indent=2) + "\n"
     else:
         text = format_flow(flow) + "\n"
-    if args.output is None:
-        out.write(text)
-        return 0
-    try:
-        write_atomic(args.output, text)
-    except OSError as err:
-        raise UsageError(f"cannot write {args.output}: {err.strerror or err}") from None
-    if args.pdf:
-        try:
-            print(f"symprop: wrote {compile_pdf(args.output)}", file=sys.stderr)
-        except LatexError as err:
-            print(f"symprop: {err}", file=sys.stderr)
-            return 1
-    return 0
+    return _emit(args, text, out)
 
 
 def _at_values(text, functions) -> dict:

@@ -72,7 +72,7 @@ from . import functions as fn
 from .derive import METHODS, Total, derive, delta_expr, local_partial
 from .graph import Network, NetworkError
 from .layered import mlp
-from .spec import SpecError, spec_from_text
+from .spec import SpecError, parse_toml, read_text, spec_from_text
 
 __all__ = [
     "Mistake", "mistakes", "MISTAKE_KINDS", "Evaluator", "Family", "load_family", "family_from_text",
@@ -366,14 +366,7 @@ def is_family(path) -> bool:
 
 def load_family(path) -> Family:
     """Read the question family at ``path``; see :func:`family_from_text`."""
-    file = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(file, None, "no such file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise SpecError(file, None, f"cannot read: {getattr(err, 'strerror', None) or err}") from None
-    return family_from_text(text, file)
+    return family_from_text(read_text(path), str(path))
 
 
 def family_from_text(text: str, file: str = "<string>") -> Family:
@@ -417,10 +410,7 @@ def family_from_text(text: str, file: str = "<string>") -> Family:
     >>> f.layered["sizes"], f.wrt, f.options
     (((2, 2, 1), (2, 3, 1)), ('w_1_*',), 4)
     """
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise SpecError(file, "TOML", str(err)) from None
+    raw = parse_toml(text, file)
 
     def fail(key, problem):
         raise SpecError(file, key, problem)

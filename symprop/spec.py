@@ -46,7 +46,7 @@ from .graph import Network, NetworkError
 
 __all__ = [
     "SpecError", "Spec", "parse_expression", "load_spec", "spec_from_text", "FUNCTIONS",
-    "Layers", "load_layers", "layers_from_text",
+    "Layers", "load_layers", "layers_from_text", "read_text", "parse_toml",
 ]
 
 MAX_LENGTH = 100_000  # characters in one expression
@@ -342,10 +342,11 @@ _ROLES = {"inputs": "input", "targets": "target", "params": "param"}
 
 def load_spec(path) -> Spec:
     """Read the TOML spec file at ``path``; see :func:`spec_from_text`."""
-    return spec_from_text(_file_text(path), str(path))
+    return spec_from_text(read_text(path), str(path))
 
 
-def _file_text(path) -> str:
+def read_text(path) -> str:
+    """The text of the file at ``path``; a missing or unreadable file is a :class:`SpecError`."""
     file = str(path)
     try:
         return Path(path).read_text(encoding="utf-8")
@@ -357,12 +358,17 @@ def _file_text(path) -> str:
         raise SpecError(file, None, f"cannot read: {err.strerror or err}") from None
 
 
-def spec_from_text(text: str, file: str = "<string>") -> Spec:
-    """Build a :class:`Spec` from TOML text; ``file`` names it in error messages."""
+def parse_toml(text: str, file: str = "<string>") -> dict:
+    """TOML text as tables; a syntax error is a :class:`SpecError` naming ``file``."""
     try:
-        raw = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise SpecError(file, "TOML", str(err)) from None
+
+
+def spec_from_text(text: str, file: str = "<string>") -> Spec:
+    """Build a :class:`Spec` from TOML text; ``file`` names it in error messages."""
+    raw = parse_toml(text, file)
 
     def fail(key, problem):
         raise SpecError(file, key, problem)
@@ -543,7 +549,7 @@ def load_layers(path) -> Layers | None:
 
     Cheap at any size: nothing is built, so a 150528-100-10 network loads at once.
     """
-    return layers_from_text(_file_text(path), str(path))
+    return layers_from_text(read_text(path), str(path))
 
 
 def layers_from_text(text: str, file: str = "<string>") -> Layers | None:
@@ -552,10 +558,7 @@ def layers_from_text(text: str, file: str = "<string>") -> Layers | None:
     >>> layers_from_text('[layers]\\nsizes = [784, 128, 10]\\noutput = "softmax"\\nloss = "cross_entropy"').sizes
     (784, 128, 10)
     """
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise SpecError(file, "TOML", str(err)) from None
+    raw = parse_toml(text, file)
     if "layers" not in raw:
         return None
     return _read_layers(raw, file)

@@ -10,6 +10,7 @@ from symprop import Network, NetworkError, Partial, Total, derive, functions as 
 from symprop.derive import local_partial
 
 from dags import dag_networks, evaluate, forward, random_point, reference_gradient
+from seeds import seed002
 
 
 def close(a, b, tol=1e-9):
@@ -78,19 +79,6 @@ def test_symbolic_equality_where_simplify_decides(hidden):
 
 
 # -- seed 002: the 7-neuron network -----------------------------------------------------
-
-def seed002():
-    g = F.generic("g")
-    z = {i: sp.Symbol(f"z_{i}") for i in range(1, 8)}
-    w = lambda a, b: sp.Symbol(f"w_{a}_{b}")
-    y = [sp.Symbol(f"y_{c}") for c in (1, 2, 3)]
-    E = sp.Symbol("E")
-    nodes = {z[k]: g(w(k, 4) * z[4] + w(k, 5) * z[5]) for k in (1, 2, 3)}
-    nodes.update({z[k]: g(w(k, 6) * z[6] + w(k, 7) * z[7]) for k in (4, 5)})
-    nodes[E] = F.softmax_cross_entropy_of([z[1], z[2], z[3]], y)
-    params = [w(k, j) for k in (1, 2, 3) for j in (4, 5)] + [w(k, j) for k in (4, 5) for j in (6, 7)]
-    return Network(nodes, loss=E, params=params, inputs=[z[6], z[7]], targets=y), g, z, w, E
-
 
 def test_seed002_dE_dw25_factors_at_the_bottom():
     net, g, z, w, E = seed002()

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from symprop import Network, functions as F, mlp
 from symprop import numeric as N
 from symprop.numeric import NumericError
+import seeds
 from example_files import NETWORKS
 
 
@@ -235,26 +236,18 @@ def test_batch_is_the_sum_or_mean_of_samples(case):
 
 # -- the examples of the texts ---------------------------------------------------------------
 
-def seed002(bind):
-    g = F.generic("g")
-    z = {i: sp.Symbol(f"z_{i}") for i in range(1, 8)}
-    w = lambda a, b: sp.Symbol(f"w_{a}_{b}")
-    y = [sp.Symbol(f"y_{c}") for c in (1, 2, 3)]
-    E = sp.Symbol("E")
-    nodes = {z[k]: g(w(k, 4) * z[4] + w(k, 5) * z[5]) for k in (1, 2, 3)}
-    nodes.update({z[k]: g(w(k, 6) * z[6] + w(k, 7) * z[7]) for k in (4, 5)})
-    nodes[E] = F.softmax_cross_entropy_of([z[1], z[2], z[3]], y)
-    params = [w(k, j) for k in (1, 2, 3) for j in (4, 5)] + [w(k, j) for k in (4, 5) for j in (6, 7)]
-    net = Network(nodes, loss=E, params=params, inputs=[z[6], z[7]], targets=y)
+def seed002_at_a_point():
+    net, g, z, w, E = seeds.seed002()
+    y = net.targets
     rng = np.random.default_rng(2)
-    point = {p: float(rng.uniform(-1, 1)) for p in params}
+    point = {p: float(rng.uniform(-1, 1)) for p in net.params}
     point.update({z[6]: 0.7, z[7]: -0.4, y[0]: 0.0, y[1]: 1.0, y[2]: 0.0})
     return net, point
 
 
 @pytest.mark.parametrize("bind", ["sigmoid", "tanh"])
 def test_seed002_seven_neurons(bind):
-    net, point = seed002({"g": bind})
+    net, point = seed002_at_a_point()
     result = net.gradient(point, bind={"g": bind})
     loss, _, _, grads = reference(net, point, {"g": bind}, deltas=False)
     assert close(result.loss, loss)
@@ -269,7 +262,7 @@ def test_seed002_seven_neurons(bind):
 
 
 def test_generic_needs_a_binding():
-    net, point = seed002({})
+    net, point = seed002_at_a_point()
     with pytest.raises(NumericError, match=r"generic function g .*--bind g=tanh.*\[bind\] g"):
         net.gradient(point)
     with pytest.raises(NumericError, match="cannot bind g to 'cosh'"):
