@@ -56,13 +56,19 @@ RULE_TEXT = {
 }
 
 
+def _positive_first(terms) -> list:
+    """Positive terms first, each group in the given order: "ŷ_1 - y_1" as the texts write
+    it, not "-y_1 + ŷ_1"."""
+    return [t for t in terms if not t.could_extract_minus_sign()] + [t for t in terms if t.could_extract_minus_sign()]
+
+
 class _SymPropStr(StrPrinter):
     """Shared printing of symprop's classes; subclasses choose the spelling."""
 
     def chain(self, expr) -> str:
         """A sum of chain products with terms and factors in the order they were built."""
         terms = []
-        for term in Add.make_args(expr):
+        for term in _positive_first(Add.make_args(expr)):
             factors = list(Mul.make_args(term))
             sign = ""
             if factors[0] == -1 and len(factors) > 1:
@@ -104,6 +110,10 @@ class TextPrinter(_SymPropStr):
 
     def _print_softmax(self, expr):
         return f"softmax_{expr.index}({self._list(expr.logits)})"
+
+    def _print_Add(self, expr, order=None):
+        terms = _positive_first(self._as_ordered_terms(expr, order=order))
+        return super()._print_Add(Add(*terms, evaluate=False), order="none")
 
     def _print_Function(self, expr):
         from .functions import GenericFunction
@@ -388,10 +398,7 @@ class LatexPrinter(_SymPyLatexPrinter):
         return tex if exp is None else rf"\left({tex}\right)^{{{exp}}}"
 
     def _print_Add(self, expr, order=None):
-        # "\hat{y}_{1} - y_{1}" as the texts write it, not "- y_{1} + \hat{y}_{1}":
-        # positive terms first, otherwise in the order the printer gets them
-        terms = self._as_ordered_terms(expr, order=order)
-        terms = [t for t in terms if not t.could_extract_minus_sign()] + [t for t in terms if t.could_extract_minus_sign()]
+        terms = _positive_first(self._as_ordered_terms(expr, order=order))
         tex = ""
         for i, term in enumerate(terms):
             if i and term.could_extract_minus_sign():
