@@ -1,7 +1,7 @@
 """Deriving every gradient of a sigmoid/softmax MLP in scalar form, at growing sizes.
 
-Prints, per size: the number of weights, the time to build the network, the time to
-derive every gradient (top-down, shared delta pass, each gradient as a product of SymPy
+Prints, per size (medians of 7 runs, 3 at 784-128-10): the number of weights, the time to
+build the network, the time to derive every gradient (top-down, shared delta pass, each gradient as a product of SymPy
 factors), the time per weight, and the growth ratio against the smallest size measured
 in the same run (time ratio / weight ratio: 1.0 means linear growth). Then the naive
 route at 8-8-8 (one nested expression of all weights, then sympy.diff for each) against
@@ -12,6 +12,8 @@ symprop at the same size, as a ratio.
 """
 
 import argparse
+import gc
+import statistics
 import time
 
 import sympy as sp
@@ -20,6 +22,7 @@ from symprop import mlp
 
 
 def timed(fn):
+    gc.collect()  # no collection of an earlier run's garbage inside the timing
     start = time.perf_counter()
     result = fn()
     return result, time.perf_counter() - start
@@ -47,14 +50,21 @@ def main():
     print(f"{'sizes':>12} {'weights':>9} {'build s':>8} {'derive s':>9} {'us/weight':>10} {'growth':>7}")
     base = None
     for size in sizes:
-        net, build = timed(lambda: mlp(size, hidden="sigmoid", output="softmax", loss="cross_entropy"))
+        builds, derives = [], []
+        for _ in range(7 if size[0] < 500 else 3):  # medians: single small timings are noise
+            # a fresh network each time, so that nothing derived before is reused
+            net, build = timed(lambda: mlp(size, hidden="sigmoid", output="softmax", loss="cross_entropy"))
+            _, derive = timed(lambda: derive_all(net))
+            builds.append(build)
+            derives.append(derive)
+        build, derive = statistics.median(builds), statistics.median(derives)
         weights = sum(1 for p in net.params if p.name.startswith("w"))
-        _, derive = timed(lambda: derive_all(net))
         per = derive / len(net.params)
         base = base or per
         label = "-".join(map(str, size))
         print(f"{label:>12} {weights:>9,} {build:>8.2f} {derive:>9.3f} {per * 1e6:>10.1f} {per / base:>7.2f}")
 
+    del net, builds, derives
     net = mlp([8, 8, 8], hidden="sigmoid", output="softmax", loss="cross_entropy")
     _, ours = timed(lambda: [d.expr for d in net.derive().values()])
     _, theirs = timed(lambda: naive(net))

@@ -26,7 +26,9 @@ SymPy products are only built when a form is asked for. So deriving every weight
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 from dataclasses import dataclass
 
 import sympy as sp
@@ -462,14 +464,33 @@ def derive(net: Network, wrt=None, *, method: str = "top-down", in_outputs: bool
     """
     if method not in METHODS:
         raise NetworkError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    engine = _engine(net, in_outputs)
-    if wrt is None:
-        targets = list(net.params)
-    elif isinstance(wrt, (str, sp.Symbol)):
-        return Derivation(net, _resolve(net, wrt), method, engine, max_paths)
-    else:
-        targets = [_resolve(net, w) for w in wrt]
-    return {w: Derivation(net, w, method, engine, max_paths) for w in targets}
+    with _gc_paused():
+        engine = _engine(net, in_outputs)
+        if wrt is None:
+            targets = list(net.params)
+        elif isinstance(wrt, (str, sp.Symbol)):
+            return Derivation(net, _resolve(net, wrt), method, engine, max_paths)
+        else:
+            targets = [_resolve(net, w) for w in wrt]
+        return {w: Derivation(net, w, method, engine, max_paths) for w in targets}
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Pause Python's cyclic garbage collector while deriving.
+
+    A derivation allocates millions of small SymPy objects that stay alive, and every full
+    collection walks all of them: at 784-128-10 that made the derivation 2.9x slower and its
+    growth super-linear in the number of weights (benchmarks/bench_derive.py). Reference
+    counting still frees everything as usual; cycles wait for the next collection.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def local_partial(net: Network, of: sp.Symbol, wrt: sp.Symbol, *, in_outputs: bool = True) -> LocalPartial:
