@@ -51,6 +51,13 @@ class _Explicit:
         raise TypeError(f"{type(self).__name__} has no explicit form")
 
 
+def _heaviside(x):
+    """The unit step as elementary SymPy, 0 at 0 (relu'(0) = 0). The explicit forms of the
+    switches use it rather than Piecewise: nested Piecewise conditions make SymPy fold and
+    simplify logic, which took seconds on a fully substituted loss."""
+    return sp.Heaviside(x, 0)
+
+
 class step(sp.Function, _Explicit):
     """Unit step, ``step(x) = 1`` for ``x > 0`` and ``0`` otherwise; relu's derivative.
 
@@ -66,8 +73,7 @@ class step(sp.Function, _Explicit):
         return sp.S.Zero
 
     def explicit(self):
-        x = explicit(self.args[0])
-        return sp.Piecewise((1, x > 0), (0, True))
+        return _heaviside(explicit(self.args[0]))
 
 
 class sigmoid(sp.Function, _Explicit):
@@ -102,7 +108,7 @@ class relu(sp.Function, _Explicit):
 
     def explicit(self):
         x = explicit(self.args[0])
-        return sp.Piecewise((x, x > 0), (0, True))
+        return x * _heaviside(x)
 
 
 class leaky_relu(sp.Function, _Explicit):
@@ -130,7 +136,7 @@ class leaky_relu(sp.Function, _Explicit):
 
     def explicit(self):
         x, a = (explicit(arg) for arg in self.args)
-        return sp.Piecewise((x, x > 0), (a * x, True))
+        return x * (a + (1 - a) * _heaviside(x))
 
 
 class softplus(sp.Function, _Explicit):
@@ -174,7 +180,7 @@ class maximum(sp.Function, _Explicit):
 
     def explicit(self):
         a, b = (explicit(arg) for arg in self.args)
-        return sp.Piecewise((a, a >= b), (b, True))
+        return a + (b - a) * _heaviside(b - a)  # a on a tie
 
 
 class minimum(sp.Function, _Explicit):
@@ -197,7 +203,7 @@ class minimum(sp.Function, _Explicit):
 
     def explicit(self):
         a, b = (explicit(arg) for arg in self.args)
-        return sp.Piecewise((a, a <= b), (b, True))
+        return a + (b - a) * _heaviside(a - b)  # a on a tie
 
 
 class softmax(sp.Function, _Explicit):
@@ -355,12 +361,18 @@ def explicit(expr):
     >>> explicit(sigmoid(sp.Symbol("x")))
     1/(1 + exp(-x))
     """
-    expr = sp.sympify(expr, strict=True)
+    return _explicit(sp.sympify(expr, strict=True))
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _explicit(expr):
+    # cached: a fully substituted expression repeats each node's subtree many times over,
+    # and rewriting it as a tree took time exponential in the depth
     if isinstance(expr, _Explicit):
         return expr.explicit()
     if not expr.args:
         return expr
-    return expr.func(*[explicit(arg) for arg in expr.args])
+    return expr.func(*[_explicit(arg) for arg in expr.args])
 
 
 # The names by which specs, mlp() and the CLI refer to activations and losses.

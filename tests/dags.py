@@ -35,10 +35,36 @@ def bind_generic(expr):
 
 
 def evaluate(expr, point):
-    """``expr`` evaluated at ``point`` with 30-digit floats, independently of symprop's rules."""
-    point = {s: sp.Float(v, 30) for s, v in point.items()}
-    value = bind_generic(F.explicit(expr)).xreplace(point)
-    return complex(sp.N(value, 30)).real
+    """``expr`` evaluated at ``point`` with 30-digit floats, independently of symprop's rules.
+
+    Each function call is rewritten into elementary SymPy (``functions.explicit``) on its
+    own, and each distinct subexpression is evaluated once: a fully substituted gradient
+    repeats the same subtrees exponentially often, and evaluating it as a tree took minutes.
+    """
+    values = {s: sp.Float(v, 30) for s, v in point.items()}
+    memo = {}
+
+    def value(e):
+        if e in memo:
+            return memo[e]
+        if e in values:
+            v = values[e]
+        elif e.is_Number or e.is_NumberSymbol:
+            v = sp.N(e, 30)
+        elif not e.args:
+            raise KeyError(f"no value for {e}")
+        elif isinstance(e, (sp.Add, sp.Mul, sp.Pow)):
+            v = sp.N(e.func(*[value(a) for a in e.args]), 30)
+        elif not all(isinstance(a, sp.Expr) for a in e.args):  # Piecewise, relations: as a whole
+            v = sp.N(bind_generic(F.explicit(e)).xreplace(values), 30)
+        else:  # a function: its explicit form at its arguments' values (indices stay as they are)
+            slots = [a if a.is_Number else sp.Dummy() for a in e.args]
+            f = bind_generic(F.explicit(e.func(*slots)))
+            v = sp.N(f.xreplace({d: value(a) for d, a in zip(slots, e.args) if d is not a}), 30)
+        memo[e] = v
+        return v
+
+    return complex(value(sp.sympify(expr))).real
 
 
 def forward(net, point):
