@@ -55,7 +55,7 @@ def check_all_methods(net, point, in_outputs=True):
         assert d.path_count == len(d.paths)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(dag_networks())
 def test_random_dags_agree_with_sympy_diff(net):
     check_all_methods(net, random_point(net, seed=len(net.nodes)))
