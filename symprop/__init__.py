@@ -12,7 +12,7 @@ dE/dw  (bottom-up, 1 path)
   ∂E/∂h = h - t    [local partial: multiply by a constant: scale; power rule]
   dE/dw = ∂E/∂h*∂h/∂w    [substitute]
   dE/dw = (h - t)*h*(1 - h)*x    [substitute]
-  = x*(1 - σ(w*x))*(σ(w*x) - t)*σ(w*x)    [substitute the node definitions]
+  = x*(σ(w*x) - t)*σ(w*x)*(1 - σ(w*x))    [substitute the node definitions]
 
 """
 

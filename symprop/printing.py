@@ -62,6 +62,23 @@ def _positive_first(terms) -> list:
     return [t for t in terms if not t.could_extract_minus_sign()] + [t for t in terms if t.could_extract_minus_sign()]
 
 
+def _complement_after(factors) -> list:
+    """``σ(u)(1 - σ(u))`` as the texts write it, not SymPy's ``(1 - σ(u))σ(u)``: a factor
+    ``1 - f`` moved right after ``f``."""
+    factors = list(factors)
+    for a in list(factors):
+        f = 1 - a
+        if a.is_Add and f in factors and factors.index(a) < factors.index(f):
+            factors.remove(a)
+            factors.insert(factors.index(f) + 1, a)
+    return factors
+
+
+def _mul_complement_after(expr: Mul) -> Mul:
+    factors = _complement_after(expr.args)
+    return expr if factors == list(expr.args) else Mul(*factors, evaluate=False)
+
+
 class _SymPropStr(StrPrinter):
     """Shared printing of symprop's classes; subclasses choose the spelling."""
 
@@ -69,13 +86,16 @@ class _SymPropStr(StrPrinter):
         """A sum of chain products with terms and factors in the order they were built."""
         terms = []
         for term in _positive_first(Add.make_args(expr)):
-            factors = list(Mul.make_args(term))
+            factors = _complement_after(Mul.make_args(term))
             sign = ""
             if factors[0] == -1 and len(factors) > 1:
                 sign, factors = "-", factors[1:]
             parts = [self.parenthesize(f, PRECEDENCE["Mul"]) for f in factors]
             terms.append(sign + "*".join(parts))
         return " + ".join(terms).replace("+ -", "- ")
+
+    def _print_Mul(self, expr):
+        return super()._print_Mul(_mul_complement_after(expr))
 
     def _print_maximum(self, expr):
         return f"max({self._print(expr.args[0])}, {self._print(expr.args[1])})"
@@ -95,6 +115,9 @@ class _SymPropStr(StrPrinter):
 
 class TextPrinter(_SymPropStr):
     """Readable terminal output: ``∂z_1/∂z_5``, ``dE/dz_5``, ``g'(u)``, ``σ(u)``."""
+
+    # factors as built, so that σ(u)(1 - σ(u)) keeps the texts' order (see _complement_after)
+    _default_settings = {**_SymPropStr._default_settings, "order": "none"}
 
     def _print_Partial(self, expr):
         return f"∂{expr.of}/∂{expr.wrt}"
@@ -305,6 +328,9 @@ class LatexPrinter(_SymPyLatexPrinter):
             settings["mul_symbol"] = "dot"  # "0.5 2" would read as 0.52
         super().__init__(settings)
 
+    def _print_Mul(self, expr):
+        return super()._print_Mul(_mul_complement_after(expr))
+
     # -- names and numbers
 
     def _name(self, symbol) -> str:
@@ -423,7 +449,7 @@ class LatexPrinter(_SymPyLatexPrinter):
         """
         result = []
         for term in [expr] if product else Add.make_args(expr):
-            factors = list(Mul.make_args(term))
+            factors = _complement_after(Mul.make_args(term))
             sign = "+"
             if factors[0].is_Number and factors[0] < 0:
                 sign = "-"

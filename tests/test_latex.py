@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from symprop import Network, Partial, Total, functions as F, sigmoid
 from symprop.derive import local_partial
 from symprop.printing import (
-    LatexPrinter, latex, latex_chain, latex_derivation, latex_escape, latex_name, latex_number,
+    LatexPrinter, latex, latex_chain, latex_derivation, latex_escape, latex_name, latex_number, text_chain,
 )
 
 
@@ -65,6 +65,18 @@ def test_sigmoid_local_partial_in_the_z_1_minus_z_form():
     net = Network({h: sigmoid(w * x + b), E: (t - h) ** 2 / 2}, loss=E, params=[w, b], inputs=[x], targets=[t])
     assert latex_chain(local_partial(net, h, w).display, product=True) == r"z_{1} \left(1 - z_{1}\right) x_{1}"
     assert latex_chain(local_partial(net, h, b).display, product=True) == r"z_{1} \left(1 - z_{1}\right)"
+
+
+def test_sigmoid_local_partial_in_the_pre_activation_form():
+    # without output nodes to name, sigma'(u) = sigma(u)(1 - sigma(u)) in the texts' order
+    x, w, h, t, E = sp.symbols("x w h t E")
+    net = Network({h: sigmoid(w * x), E: (t - h) ** 2 / 2}, loss=E, params=[w], inputs=[x], targets=[t])
+    lp = local_partial(net, h, w, in_outputs=False)
+    assert latex_chain(lp.display, product=True) == (
+        r"\sigma\left(w x\right) \left(1 - \sigma\left(w x\right)\right) x"
+    )
+    assert text_chain(lp.display) == "σ(w*x)*(1 - σ(w*x))*x"
+    assert latex(sigmoid(w * x) * (1 - sigmoid(w * x))) == r"\sigma\left(w x\right) \left(1 - \sigma\left(w x\right)\right)"
 
 
 def test_loss_partial_reads_prediction_minus_target():

@@ -123,7 +123,10 @@ def _extend(kids):
 def test_generated_round_trips(pair):
     text, expected = pair
     assume(not any(n.is_Rational and n.p.bit_length() > 5000 for n in sp.preorder_traversal(expected)))
-    assert parse(text) == expected
+    parsed = parse(text)
+    # the parser builds a chain of * and / as one flat product, where Python's operators
+    # may first distribute a number over a sum: 2*(a + b)/a against (2*a + 2*b)/a
+    assert parsed == expected or sp.expand(parsed - expected) == 0
 
 
 @settings(max_examples=300, deadline=None)
