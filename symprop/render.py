@@ -154,9 +154,16 @@ def solution_context(net, wrt=None, *, method="top-down", values=None, bind=None
 
 
 def exam_context(net, wrt=None, *, method="bottom-up", values=None, bind=None, title=None, answers=False) -> dict:
-    """The data the exam template receives."""
+    """The data the exam template receives: the question's figure has no numbers (its deltas
+    would give the answer away); the one with forward values and deltas goes in the solution."""
     context = solution_context(net, wrt, method=method, values=values, bind=bind, title=title)
     context["answers"] = answers
+    figure = context["figure"]
+    context["question_figure"] = None if figure is None else {
+        **figure,
+        "nodes": [{**n, "number": None, "delta": None} for n in figure["nodes"]],
+        "numbers": False,
+    }
     return context
 
 

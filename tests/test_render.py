@@ -198,6 +198,17 @@ def test_printanswers_toggles_the_answer_sheet(built):
     assert "Start at the weight." in answers and "Start at the weight." not in questions
 
 
+@pytest.mark.parametrize("wrt", [["w_2_5"], ["w_2_5", "w_5_7"]], ids=["one weight", "parts"])
+def test_the_question_figure_gives_no_numbers_away(wrt):
+    spec = seed002_spec()
+    net = spec.network
+    tex = render_exam(net, [net.symbol(w) for w in wrt], values=spec.values, bind=spec.bind, answers=True)
+    question, solution = tex.split(r"\begin{solution}", 1)
+    assert r"\begin{tikzpicture}" in question
+    assert "label={[text=red" not in question and "label={[text=green" not in question  # no deltas, no values
+    assert "label={[text=red" in solution and "label={[text=green" in solution  # the solution shows both
+
+
 def test_compile_failure_says_where_the_log_is(tmp_path, monkeypatch):
     if shutil.which("pdflatex") is None:
         pytest.skip("pdflatex is not installed")
