@@ -373,6 +373,8 @@ def spec_from_text(text: str, file: str = "<string>") -> Spec:
     def fail(key, problem):
         raise SpecError(file, key, problem)
 
+    if "family" in raw:
+        fail("[family]", "this file is a question family: `symprop exam FILE --variants N` writes its variants")
     for name, table in raw.items():
         if name not in _TABLES:
             fail(f"[{name}]", "unknown table; known: " + ", ".join(f"[{t}]" for t in _TABLES))

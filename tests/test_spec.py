@@ -465,3 +465,9 @@ def test_nesting_up_to_the_limit_is_fine():
 def test_parse_expression_rejects_non_strings():
     with pytest.raises(SpecError, match="must be a string"):
         parse(3)
+
+
+def test_a_question_family_is_pointed_to_exam():
+    with pytest.raises(SpecError) as err:
+        spec_from_text('[family]\nname = "x"\n', "fam.toml")
+    assert err.value.key == "[family]" and "symprop exam" in str(err.value)
