@@ -282,7 +282,7 @@ class Evaluator:
 
     def _prepared(self, expr):
         if expr not in self._explicit:
-            e = sp.sympify(expr, strict=True)
+            e = fn.as_expr(expr)
             if self.bind:
                 e = e.replace(
                     lambda s: isinstance(s, fn.GenericFunction) and s.base_name in self.bind,

@@ -32,6 +32,7 @@ Conventions (documented because the texts leave them open):
 from __future__ import annotations
 
 import functools
+from fractions import Fraction
 
 import sympy as sp
 from sympy.core.function import ArgumentIndexError
@@ -39,9 +40,28 @@ from sympy.core.function import ArgumentIndexError
 __all__ = [
     "sigmoid", "relu", "leaky_relu", "softplus", "step", "identity", "maximum", "minimum",
     "softmax", "softmax_cross_entropy", "generic", "GenericFunction",
-    "half_sse", "mse", "cross_entropy", "binary_cross_entropy", "explicit",
+    "half_sse", "mse", "cross_entropy", "binary_cross_entropy", "explicit", "as_expr",
     "ACTIVATIONS", "LOSSES",
 ]
+
+
+def as_expr(value) -> sp.Basic:
+    """``value`` as a SymPy object: SymPy objects as they are, Python numbers converted.
+
+    Text is refused, never parsed: spec strings go through :func:`symprop.spec.parse_expression`.
+
+    >>> as_expr(0.5), as_expr(Fraction(1, 3))
+    (0.500000000000000, 1/3)
+    """
+    if isinstance(value, sp.Basic):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return sp.Integer(value)
+    if isinstance(value, float):
+        return sp.Float(value)
+    if isinstance(value, Fraction):
+        return sp.Rational(value.numerator, value.denominator)
+    raise TypeError(f"expected a SymPy expression or a number, not {type(value).__name__} {value!r}")
 
 
 class _Explicit:
@@ -153,7 +173,7 @@ class softplus(sp.Function, _Explicit):
 
 def identity(x):
     """The identity activation: returns its argument, so it adds no factor to any chain."""
-    return sp.sympify(x, strict=True)  # strict: never parses text
+    return as_expr(x)
 
 
 class maximum(sp.Function, _Explicit):
@@ -361,7 +381,7 @@ def explicit(expr):
     >>> explicit(sigmoid(sp.Symbol("x")))
     1/(1 + exp(-x))
     """
-    return _explicit(sp.sympify(expr, strict=True))
+    return _explicit(as_expr(expr))
 
 
 @functools.lru_cache(maxsize=1 << 14)

@@ -215,7 +215,7 @@ def stage(source, variables=None, *, output: str = "f") -> Circuit:
     """
     if isinstance(source, Network):
         return _stage_network(source)
-    expr = sp.sympify(source, strict=True)
+    expr = fn.as_expr(source)
     if variables is None:
         variables = sorted(expr.free_symbols, key=lambda s: s.name)
     variables = tuple(variables)

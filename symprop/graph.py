@@ -25,6 +25,8 @@ from collections.abc import Iterable, Mapping
 
 import sympy as sp
 
+from .functions import as_expr
+
 __all__ = ["Network", "NetworkError", "display_name", "ROLES"]
 
 ROLES = ("input", "target", "param", "hidden", "loss")
@@ -249,8 +251,8 @@ def _node_dict(nodes) -> dict[sp.Symbol, sp.Expr]:
         if key in result:
             raise NetworkError(f"node {key} is defined twice", key)
         try:
-            expr = sp.sympify(expr, strict=True)  # strict: numbers and SymPy objects, never text
-        except sp.SympifyError:
+            expr = as_expr(expr)
+        except TypeError:
             raise NetworkError(f"node {key} is defined by {expr!r}, which is not a SymPy expression", key) from None
         result[key] = expr
     if not result:

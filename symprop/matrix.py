@@ -127,7 +127,7 @@ class Ones(MatrixExpr):
     """The column of ``n`` ones: ``b 1^T`` copies a bias to every sample, ``Δ 1`` sums them."""
 
     def __new__(cls, n):
-        return sp.Basic.__new__(cls, sp.sympify(n, strict=True))
+        return sp.Basic.__new__(cls, fn.as_expr(n))
 
     @property
     def shape(self):

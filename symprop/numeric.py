@@ -779,8 +779,8 @@ def _user_expression(net, s, expr):
                 functions[type(a).base_name + "_prime"] = F.generic(type(a).base_name, 1)
         return parse_expression(expr, symbols, functions, where=f"against {s}")
     try:
-        return sp.sympify(expr, strict=True)  # strict: numbers and SymPy objects, never text
-    except sp.SympifyError:
+        return F.as_expr(expr)
+    except TypeError:
         raise NumericError(f"against {s}: {expr!r} is not a SymPy expression", s) from None
 
 

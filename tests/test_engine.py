@@ -268,3 +268,12 @@ def test_mlp_both_granularities_agree():
         a = evaluate(point_net.derive(w).substituted, point)
         b = evaluate(layer_net.derive(w).substituted, point)
         assert close(a, b) and close(a, reference_gradient(point_net, w, point))
+
+
+@pytest.mark.parametrize("text", ["x + 1", "__import__('os')"])
+def test_text_is_refused_wherever_an_expression_is_taken(text):
+    from symprop.gates import stage
+
+    for take in (F.as_expr, F.explicit, F.identity, stage):
+        with pytest.raises(TypeError, match="not str"):
+            take(text)
