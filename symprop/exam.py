@@ -1070,20 +1070,6 @@ def circuit_mistakes(circuit, wrt) -> list[CircuitMistake]:
     return found
 
 
-def _backward(flow, local: Callable, keep=None) -> dict:
-    """Every wire's gradient, as :meth:`Circuit.evaluate` computes it, with ``local(gate,
-    input)`` for the local gradients; ``keep = (wire, gate)`` takes one use of that wire only."""
-    c = flow.circuit
-    net = c.network
-    deltas = {c.output: 1.0}
-    for s in reversed(net.leaves + net.order):
-        if s == c.output:
-            continue
-        uses = (keep[1],) if keep is not None and s == keep[0] else c.uses(s)
-        deltas[s] = math.fsum(deltas[k] * local(k, s) for k in uses)
-    return deltas
-
-
 def circuit_mistake_gradient(flow, mistake: CircuitMistake, wrt) -> float:
     """d(output)/d``wrt`` at ``flow``'s point with ``mistake`` made: the backward pass run
     again with the mistaken local gradient, or with one use of a fanned-out wire.
@@ -1095,6 +1081,8 @@ def circuit_mistake_gradient(flow, mistake: CircuitMistake, wrt) -> float:
     >>> [(m.kind, circuit_mistake_gradient(flow, m, x)) for m in circuit_mistakes(flow.circuit, x)]
     [('add-scale', -20.0), ('mul-own', 3.0), ('sign', 4.0)]
     """
+    from .gates import backward
+
     c = flow.circuit
     if isinstance(wrt, str):
         wrt = c.network.symbol(wrt)
@@ -1114,8 +1102,10 @@ def circuit_mistake_gradient(flow, mistake: CircuitMistake, wrt) -> float:
             return 1.0 - right
         return -right  # sign
 
-    keep = (mistake.wire, mistake.kept) if mistake.kind == "fan-out" else None
-    return _backward(flow, local, keep)[wrt]
+    def uses(s):  # a fan-out mistake counts one use of the wire only
+        return (mistake.kept,) if mistake.kind == "fan-out" and s == mistake.wire else c.uses(s)
+
+    return backward(c, local, uses=uses)[0][wrt]
 
 
 class _Answered:

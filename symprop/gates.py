@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import sympy as sp
@@ -389,15 +389,7 @@ def _evaluate(circuit: Circuit, values: Mapping, bind: dict) -> Flow:
         for u in g.inputs:
             lp = local_partial(net, g.symbol, u).expr
             local[g.symbol, u] = _number(lp, point, bind, f"the local gradient of {g.name} with respect to {u}")
-    # backward: a wire's gradient is the sum, over the gates that use it, of that gate's
-    # gradient times its local gradient (one term per use: the fan-out accumulation)
-    deltas, uses = {circuit.output: sp.Float(1, DIGITS)}, {}
-    for s in reversed(net.leaves + net.order):
-        if s == circuit.output:
-            continue
-        contributions = tuple((k, deltas[k] * local[k, s]) for k in circuit.uses(s))
-        uses[s] = contributions
-        deltas[s] = sp.Add(*[c for _, c in contributions]) if contributions else sp.Float(0, DIGITS)
+    deltas, uses = backward(circuit, lambda k, s: local[k, s], one=sp.Float(1, DIGITS))
     return Flow(
         circuit=circuit,
         point={s: float(v) for s, v in given.items()},
@@ -407,6 +399,26 @@ def _evaluate(circuit: Circuit, values: Mapping, bind: dict) -> Flow:
         uses={s: tuple((k, float(c)) for k, c in cs) for s, cs in uses.items()},
         bind=bind,
     )
+
+
+def backward(circuit: Circuit, local: Callable, *, one=1.0, uses: Callable | None = None) -> tuple[dict, dict]:
+    """The backward pass: every wire's gradient from ``d(output)/d(output) = one`` down.
+
+    A wire's gradient is the sum, over the gates that use it (``uses(wire)``, default
+    :meth:`Circuit.uses`), of that gate's gradient times ``local(gate, wire)``: one term per
+    use, the fan-out accumulation. Returns ``(deltas, contributions)``, the latter mapping
+    each wire to its ``((gate, term), ...)``. The exam generator runs it with mistaken local
+    gradients or a use left out.
+    """
+    uses = uses or circuit.uses
+    net = circuit.network
+    deltas, contributions = {circuit.output: one}, {}
+    for s in reversed(net.leaves + net.order):
+        if s == circuit.output:
+            continue
+        contributions[s] = tuple((k, deltas[k] * local(k, s)) for k in uses(s))
+        deltas[s] = sum((c for _, c in contributions[s]), one * 0)
+    return deltas, contributions
 
 
 def _number(expr, point, bind, what) -> sp.Float:
