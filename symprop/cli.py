@@ -287,7 +287,7 @@ def _numeric_setup(args):
 
 
 def _values_file(spec, path):
-    from .spec import SpecError, parse_toml, read_text
+    from .spec import SpecError, parse_toml, read_text, read_values
 
     raw = parse_toml(read_text(path), path)
     table, prefix = raw, ""
@@ -295,19 +295,15 @@ def _values_file(spec, path):
         if len(raw) > 1 or not isinstance(raw["values"], dict):
             raise SpecError(path, "[values]", "give the values either in a [values] table or as top-level keys, not both")
         table, prefix = raw["values"], "[values] "
-    values = {}
-    for name, value in table.items():
-        key = prefix + name
+
+    def value_of(name, key, batch):
         if name not in spec.symbols:
             raise SpecError(path, key, f"unknown symbol {name!r} (not in {spec.file})")
-        symbol = spec.symbols[name]
-        if symbol in spec.network.nodes:
+        if spec.symbols[name] in spec.network.nodes:
             raise SpecError(path, key, f"{name} is a node; values are for inputs, targets and parameters")
-        items = value if isinstance(value, list) else [value]
-        if not items or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
-            raise SpecError(path, key, f"must be a number or a non-empty list of numbers, not {value!r}")
-        values[symbol] = tuple(float(v) for v in value) if isinstance(value, list) else float(value)
-    return values
+        return spec.symbols[name]
+
+    return read_values(table, path, value_of, prefix)
 
 
 def _bindings(spec, items):

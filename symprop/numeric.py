@@ -690,7 +690,7 @@ class Check:
             lines += ["", _table(header, rows)]
         for r in self.rows + self.against:
             if r.failed:
-                lines += ["", f"{r.name}: {r.verdict}; its path terms (dE/d{r.name} is their sum):"]
+                lines += ["", f"{r.name}: {r.verdict}; its path terms (d{net.loss}/d{r.name} is their sum):"]
                 for p in r.paths:
                     factors = "" if self.batched else " = " + "·".join(f"({_num(f[0])})" for f in p.factors)
                     lines.append(f"  {p.chain()}{factors} = {_num(p.value)}")
@@ -1020,11 +1020,7 @@ def flow(net: Network, values, bind=None) -> Flow:
     depth = _depths(net)
     delta = {k: float(np.sqrt(np.mean(result.deltas[k] ** 2))) for k in net.order}
     layers = []
-    home = {}
-    for p in net.params:
-        users = [k for k in net.consumers[p]]
-        if users:
-            home[p] = min(depth[k] for k in users)
+    home = {p: min(depth[k] for k in net.consumers[p]) for p in net.params if net.consumers[p]}
     for d in sorted(set(depth.values())):
         nodes = tuple(k for k in net.order if depth[k] == d)
         params = tuple(p for p in net.params if home.get(p) == d)

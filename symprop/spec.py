@@ -46,7 +46,7 @@ from .graph import Network, NetworkError
 
 __all__ = [
     "SpecError", "Spec", "parse_expression", "load_spec", "spec_from_text", "FUNCTIONS",
-    "Layers", "load_layers", "layers_from_text", "read_text", "parse_toml",
+    "Layers", "load_layers", "layers_from_text", "read_text", "parse_toml", "read_values",
 ]
 
 MAX_LENGTH = 100_000  # characters in one expression
@@ -435,22 +435,14 @@ def spec_from_text(text: str, file: str = "<string>") -> Spec:
         except SpecError as err:
             raise SpecError(file, err.key, err.problem) from None
 
-    values, batch = {}, None
-    for name, value in raw.get("values", {}).items():
-        key = f"[values] {name}"
+    def value_of(name, key, batch):
         if roles.get(name) == "node":
             fail(key, f"{name} is a node; values are for inputs, targets and parameters")
         if name not in symbols:
             fail(key, f"unknown symbol {name!r}")
-        if isinstance(value, list):
-            if not value:
-                fail(key, "an empty batch")
-            if batch and len(value) != batch[1]:
-                fail(key, f"a batch of {len(value)} values, but {batch[0]} has {batch[1]}")
-            batch = batch or (name, len(value))
-            values[symbols[name]] = tuple(_number(fail, key, v) for v in value)
-        else:
-            values[symbols[name]] = _number(fail, key, value)
+        return symbols[name]
+
+    values = read_values(raw.get("values", {}), file, value_of)
 
     display = {}
     for name, latex in raw.get("display", {}).items():
@@ -488,6 +480,34 @@ def _check_name(fail, key, name):
         fail(key, f"{name!r} is a Python keyword")
     if name.startswith("__"):
         fail(key, f"{name!r} is not allowed (names starting with __ are reserved)")
+
+
+def read_values(table: Mapping, file: str, value_of: Callable, prefix: str = "[values] ") -> dict:
+    """A ``[values]`` table: numbers, or non-empty lists of numbers of one length (a batch).
+
+    ``value_of(name, key, batch)`` says what each entry gives a value to (the key of the
+    result), raising :class:`SpecError` for a name that takes none.
+
+    >>> read_values({"x": [1, 2], "w": 0.5}, "v.toml", lambda name, key, batch: name)
+    {'x': (1.0, 2.0), 'w': 0.5}
+    """
+    def fail(key, problem):
+        raise SpecError(file, key, problem)
+
+    values, batch = {}, None
+    for name, value in table.items():
+        key = f"{prefix}{name}"
+        target = value_of(name, key, isinstance(value, list))
+        if isinstance(value, list):
+            if not value:
+                fail(key, "an empty batch")
+            if batch and len(value) != batch[1]:
+                fail(key, f"a batch of {len(value)} values, but {batch[0]} has {batch[1]}")
+            batch = batch or (name, len(value))
+            values[target] = tuple(_number(fail, key, v) for v in value)
+        else:
+            values[target] = _number(fail, key, value)
+    return values
 
 
 def _number(fail, key, value):
@@ -609,22 +629,14 @@ def _read_layers(raw, file) -> Layers:
         if type(value) is not int or value < low:
             fail(f"[layers] {key}", f"must be an integer of at least {low}")
         numbers[key] = value
-    values, batch = {}, None
-    for name, value in raw.get("values", {}).items():
-        key = f"[values] {name}"
+    def value_of(name, key, batch):
         if not _layers_name(name, sizes):
             fail(key, f"unknown symbol {name!r} (a [layers] network has x_i, t_j, w_l_j_i and b_l_j)")
-        if isinstance(value, list):
-            if name[0] in "wb":
-                fail(key, "a parameter takes one value, not a batch")
-            if not value:
-                fail(key, "an empty batch")
-            if batch and len(value) != batch[1]:
-                fail(key, f"a batch of {len(value)} values, but {batch[0]} has {batch[1]}")
-            batch = batch or (name, len(value))
-            values[name] = tuple(_number(fail, key, v) for v in value)
-        else:
-            values[name] = _number(fail, key, value)
+        if batch and name[0] in "wb":
+            fail(key, "a parameter takes one value, not a batch")
+        return name
+
+    values = read_values(raw.get("values", {}), file, value_of)
     return Layers(file, tuple(sizes), hidden, output, loss, reduction, numbers["seed"], numbers["batch"], values)
 
 

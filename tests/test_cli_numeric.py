@@ -171,7 +171,7 @@ def test_flow_dead_and_saturated(capsys, spec, tmp_path):
     (["grad", "{spec}", "--values", "{missing}"], "missing.toml: no such file"),
     (["grad", "{spec}", "--values", "{node}"], "[values] h: h is a node"),
     (["grad", "{spec}", "--values", "{unknown}"], "q: unknown symbol 'q'"),
-    (["grad", "{spec}", "--values", "{text}"], "x: must be a number or a non-empty list of numbers"),
+    (["grad", "{spec}", "--values", "{text}"], "x: must be a number or a list of numbers"),
     (["check", "{spec}", "--against", "w=foo(x)"], "against w: unknown function 'foo'"),
     (["check", "{spec}", "--against", "h=x"], "--against h=x: h is not a parameter or an input"),
     (["step", "{spec}", "--lr", "0"], "learning rate must be a positive number"),
