@@ -55,8 +55,6 @@ def evaluate(expr, point):
             raise KeyError(f"no value for {e}")
         elif isinstance(e, (sp.Add, sp.Mul, sp.Pow)):
             v = sp.N(e.func(*[value(a) for a in e.args]), 30)
-        elif not all(isinstance(a, sp.Expr) for a in e.args):  # Piecewise, relations: as a whole
-            v = sp.N(bind_generic(F.explicit(e)).xreplace(values), 30)
         else:  # a function: its explicit form at its arguments' values (indices stay as they are)
             slots = [a if a.is_Number else sp.Dummy() for a in e.args]
             f = bind_generic(F.explicit(e.func(*slots)))
@@ -64,7 +62,7 @@ def evaluate(expr, point):
         memo[e] = v
         return v
 
-    return complex(value(sp.sympify(expr))).real
+    return complex(value(F.as_expr(expr))).real
 
 
 def forward(net, point):
