@@ -1,7 +1,10 @@
 """The ``symprop`` command.
 
-Every verb reads a spec file, so every verb reports a bad spec the same way: one line
-naming the file, the key and the problem, and exit status 2, never a traceback.
+Every verb reads its file through :func:`symprop.spec.load` (a network spec, a ``[layers]``
+spec or a question family), so every verb reports a bad file the same way: one line
+naming the file, the key and the problem, and exit status 2, never a traceback. Results
+are printed by :mod:`symprop.report`, documents rendered by :mod:`symprop.documents`,
+files written by :mod:`symprop.output`.
 
 >>> main(["--version"])
 symprop 0.1.0
@@ -16,10 +19,12 @@ import os
 import sys
 import warnings
 
-from . import __version__
-from .derive import METHODS
+from . import __version__, numeric, report
+from .derive import METHODS, derive
 from .graph import NetworkError
-from .printing import spec_chain, spec_string
+from .output import LatexError, compile_pdf, write_atomic
+from .printing import spec_string
+from .spec import Family, Layers, Spec, SpecError, load, parse_expression
 
 __all__ = ["main"]
 
@@ -28,10 +33,15 @@ class UsageError(Exception):
     """A problem with the command line or its input: printed as one line, exit status 2."""
 
 
-def _load(path):
-    from .spec import load_spec
-
-    return load_spec(path)
+def _load(path, *kinds):
+    """The file at ``path``, which must be one of ``kinds`` (Spec, Layers, Family); a
+    [layers] spec asked for as a Spec gives its scalar form."""
+    loaded = load(path)
+    if isinstance(loaded, Layers) and Spec in kinds and Layers not in kinds:
+        return loaded.scalar_spec()
+    if isinstance(loaded, Family) and Family not in kinds:
+        raise SpecError(path, "[family]", "this file is a question family: `symprop exam FILE --variants N` writes its variants")
+    return loaded
 
 
 def _wrt_list(spec, names):
@@ -57,59 +67,38 @@ def _add_derive(commands):
     p.set_defaults(run=_run_derive)
 
 
-def _layers(path):
-    """The spec's [layers] table, or None (read without building any network)."""
-    from .spec import load_layers
-
-    return load_layers(path)
-
-
 def _run_derive(args, out):
-    layers = _layers(args.spec)
+    loaded = _load(args.spec, Spec, Layers)
+    layers = loaded if isinstance(loaded, Layers) else None
     if (args.form or ("matrix" if layers else "scalar")) == "matrix":
         return _run_derive_matrix(args, layers, out)
-    spec = _load(args.spec)
+    spec = layers.scalar_spec() if layers else loaded
     wrt = _wrt_list(spec, args.wrt)
-    derived = spec.network.derive(wrt, method=args.method, max_paths=args.max_paths)
+    derived = derive(spec.network, wrt, method=args.method, max_paths=args.max_paths)
     if args.format == "text":
         out.write("\n\n".join(str(d) for d in derived.values()) + "\n")
     else:
-        json.dump({"derivations": [_derivation_json(d) for d in derived.values()]}, out, indent=2)
+        json.dump({"derivations": [report.json(d) for d in derived.values()]}, out, indent=2)
         out.write("\n")
 
 
 def _run_derive_matrix(args, layers, out):
-    from .matrix import derive_matrix
-
     if layers is None:
         raise UsageError(f"{args.spec}: --form matrix needs a [layers] spec (sizes, hidden, output, loss)")
     if args.wrt:
         raise UsageError("--wrt applies to the scalar form: the matrix form derives every W^l and b^l at once")
-    d = derive_matrix(layers.sizes, layers.hidden, layers.output, layers.loss, reduction=layers.reduction)
+    d = _derive_matrix(layers)
     if args.format == "text":
-        out.write(str(d) + "\n")
+        out.write(report.text(d) + "\n")
     else:
-        json.dump(d.to_json(), out, indent=2, ensure_ascii=False)
+        json.dump(report.json(d), out, indent=2, ensure_ascii=False)
         out.write("\n")
 
 
-def _derivation_json(d) -> dict:
-    result = d.substituted
-    record = {
-        "wrt": str(d.wrt),
-        "method": d.method,
-        "steps": [{"rule": s.rule, "equation": f"{spec_string(s.lhs)} = {spec_chain(s.rhs)}"} for s in d.steps],
-        "result": None if result is None else spec_string(result),
-        "forms": {
-            "deltas": spec_chain(d.in_deltas),
-            "local": None if d.in_local_partials is None else spec_chain(d.in_local_partials),
-            "paths": None if d.as_paths is None else spec_chain(d.as_paths),
-        },
-        "path_count": d.path_count,
-    }
-    if d.notes:
-        record["note"] = "; ".join(d.notes)
-    return record
+def _derive_matrix(layers):
+    from .matrix import derive_layers
+
+    return derive_layers(layers)
 
 
 # -- solve and exam: LaTeX documents ---------------------------------------------------
@@ -131,15 +120,14 @@ def _add_solve(commands):
 
 
 def _run_solve(args, out):
-    from .render import render_solution
+    from .documents.solution import render_solution
 
     if args.pdf and args.fragment:
         raise UsageError("--pdf needs a standalone document; leave out --fragment")
     _check_output(args)
-    layers = _layers(args.spec)
-    if layers is not None:
-        return _run_solve_matrix(args, layers, out)
-    spec = _load(args.spec)
+    spec = _load(args.spec, Spec, Layers)
+    if isinstance(spec, Layers):
+        return _run_solve_matrix(args, spec, out)
     tex = render_solution(
         spec.network, _wrt_list(spec, args.wrt), method=args.method or "top-down", values=spec.values,
         bind=spec.bind, title=args.title, standalone=not args.fragment,
@@ -149,13 +137,12 @@ def _run_solve(args, out):
 
 def _run_solve_matrix(args, layers, out):
     """A [layers] spec: the matrix-form worked solution (every W^l and b^l, with shapes)."""
-    from .matrix import derive_matrix, render_matrix_solution
+    from .documents.matrix import render_matrix_solution
 
     if args.wrt or args.method not in (None, "top-down"):
         raise UsageError(f"{args.spec}: a [layers] spec has the matrix form, which derives every W^l and b^l "
                          "top-down at once; leave out --wrt and --method")
-    d = derive_matrix(layers.sizes, layers.hidden, layers.output, layers.loss, reduction=layers.reduction)
-    return _emit(args, render_matrix_solution(d, title=args.title, standalone=not args.fragment), out)
+    return _emit(args, render_matrix_solution(_derive_matrix(layers), title=args.title, standalone=not args.fragment), out)
 
 
 def _add_exam(commands):
@@ -173,18 +160,17 @@ def _add_exam(commands):
 
 
 def _run_exam(args, out):
-    from .exam import is_family
-    from .render import render_exam
+    from .documents.solution import render_exam
 
-    if is_family(args.spec):
-        return _run_exam_family(args)
+    spec = _load(args.spec, Spec, Layers, Family)
+    if isinstance(spec, Family):
+        return _run_exam_family(args, spec)
     if args.combined or args.moodle or args.variants != 1 or args.seed != 0:
         raise UsageError(f"{args.spec}: --variants, --seed, --combined and --moodle need a question family (a [family] table)")
-    if _layers(args.spec) is not None:
+    if isinstance(spec, Layers):
         raise UsageError(f"{args.spec}: an exam question needs a [nodes] network or a [family]; "
                          "for a [layers] spec, `symprop solve` writes the matrix-form solution")
     _check_output(args)
-    spec = _load(args.spec)
     tex = render_exam(
         spec.network, _wrt_list(spec, args.wrt), method=args.method, values=spec.values,
         bind=spec.bind, title=args.title, answers=args.answers,
@@ -192,12 +178,12 @@ def _run_exam(args, out):
     return _emit(args, tex, out)
 
 
-def _run_exam_family(args):
+def _run_exam_family(args, family):
     """N variants of a question family, the answer key and optionally a Moodle quiz."""
     from dataclasses import replace
 
-    from .exam import ExamError, load_family, write_exam
-    from .render import LatexError
+    from .exam import ExamError
+    from .output import write_exam
 
     if args.wrt:
         raise UsageError(f"{args.spec}: --wrt: a family chooses the weight; set [family] wrt")
@@ -205,7 +191,6 @@ def _run_exam_family(args):
         raise UsageError(f"--variants must be at least 1, not {args.variants}")
     if args.seed < 0:
         raise UsageError(f"--seed must be a non-negative integer, not {args.seed}")
-    family = load_family(args.spec)
     if args.title is not None:
         family = replace(family, title=args.title)
     directory = args.output or f"{family.name}-exam"
@@ -233,8 +218,6 @@ def _check_output(args):
 
 def _emit(args, tex, out):
     """Print the text, or write it atomically and optionally compile it (LaTeX, --pdf)."""
-    from .render import LatexError, compile_pdf, write_atomic
-
     if args.output is None:
         out.write(tex)
         return 0
@@ -272,12 +255,13 @@ def _numeric_setup(args):
     """
     from .matrix import from_layers, scalar_values
 
-    layers = _layers(args.spec)
+    loaded = _load(args.spec, Spec, Layers)
+    layers = loaded if isinstance(loaded, Layers) else None
     if layers is not None and layers.param_count > MAX_LAYERS_SCALAR_NUMBERS:
         raise UsageError(f"{args.spec}: {args.verb} runs the scalar form, one symbol per weight, and "
                          f"{layers.param_count:,} parameters are more than it does in reasonable time "
                          f"({MAX_LAYERS_SCALAR_NUMBERS:,}); `symprop grad` uses the matrix form at any size")
-    spec = _load(args.spec)
+    spec = layers.scalar_spec() if layers else loaded
     values = dict(spec.values)
     if layers is not None and not values:
         values = {spec.symbols[name]: v for name, v in scalar_values(from_layers(layers)[1]).items()}
@@ -287,7 +271,7 @@ def _numeric_setup(args):
 
 
 def _values_file(spec, path):
-    from .spec import SpecError, parse_toml, read_text, read_values
+    from .spec import parse_toml, read_text, read_values
 
     raw = parse_toml(read_text(path), path)
     table, prefix = raw, ""
@@ -307,26 +291,28 @@ def _values_file(spec, path):
 
 
 def _bindings(spec, items):
-    from .functions import ACTIVATIONS
+    from .spec import bound_activation
 
     bind = dict(spec.bind)
     for item in items or ():
         name, sep, activation = (part.strip() for part in item.partition("="))
         if not (sep and name and activation):
             raise UsageError(f"--bind {item}: write NAME=ACTIVATION, e.g. g=tanh")
-        if name not in spec.functions:
+        if name not in spec.generics:
             raise UsageError(f"--bind {item}: {name} is not a function declared in [network] functions of {spec.file}")
-        if activation not in ACTIVATIONS:
-            raise UsageError(f"--bind {item}: unknown activation {activation!r}; known: {', '.join(sorted(ACTIVATIONS))}")
-        bind[name] = activation
+
+        def fail(problem):
+            raise UsageError(f"--bind {item}: {problem}")
+
+        bind[name] = bound_activation(activation, spec.functions, fail)
     return bind
 
 
 def _emit_report(out, fmt, result):
     if fmt == "text":
-        out.write(str(result) + "\n")
+        out.write(report.text(result) + "\n")
     else:
-        json.dump(result.to_json(), out, indent=2)
+        json.dump(report.json(result), out, indent=2)
         out.write("\n")
 
 
@@ -339,29 +325,29 @@ def _add_grad(commands):
 
 
 def _run_grad(args, out):
-    layers = _layers(args.spec)
-    if layers is not None:  # a layered network: the matrix form, NumPy matrix products
+    layers = _load(args.spec, Spec, Layers)
+    if isinstance(layers, Layers):  # a layered network: the matrix form, NumPy matrix products
         return _run_grad_matrix(args, layers, out)
     spec, values, bind = _numeric_setup(args)
     if args.gates:
         return _run_grad_gates(args, spec, values, bind, out)
-    _emit_report(out, args.format, spec.network.gradient(values, bind=bind))
+    _emit_report(out, args.format, numeric.gradient(spec.network, values, bind=bind))
 
 
 def _run_grad_gates(args, spec, values, bind, out):
     """``grad --gates``: the gradient as usual, then the staged circuit of the whole spec."""
-    from .gates import flow_json, format_flow, stage
+    from .gates import stage
 
     batch = [s.name for s, v in values.items() if isinstance(v, tuple)]
     if batch:
         raise UsageError(f"{args.spec}: --gates evaluates one sample, but the values of {batch[0]} are a batch")
-    result = spec.network.gradient(values, bind=bind)
+    result = numeric.gradient(spec.network, values, bind=bind)
     flow = stage(spec.network).evaluate(values, bind=bind)
     if args.format == "text":
-        out.write(f"{result}\n\n{format_flow(flow)}\n")
+        out.write(f"{report.text(result)}\n\n{report.text(flow)}\n")
     else:
-        record = result.to_json()
-        circuit = flow_json(flow)
+        record = report.json(result)
+        circuit = report.json(flow)
         record.update({"gates": circuit["gates"], "fan_out": circuit["fan_out"]})
         json.dump(record, out, indent=2)
         out.write("\n")
@@ -400,8 +386,8 @@ def _run_check(args, out):
         symbol = spec.symbols.get(name)
         if symbol is None or (symbol not in spec.network.params and symbol not in spec.network.inputs):
             raise UsageError(f"--against {item}: {name} is not a parameter or an input of {spec.file}")
-        against[symbol] = text
-    result = spec.network.check(values, bind=bind, against=against)
+        against[symbol] = parse_expression(text, spec.symbols, spec.functions, where=f"--against {name}")
+    result = numeric.check(spec.network, values, bind=bind, against=against)
     _emit_report(out, args.format, result)
     return 0 if result.passed else 1
 
@@ -420,8 +406,8 @@ def _add_step(commands):
 def _run_step(args, out):
     spec, values, bind = _numeric_setup(args)
     progress = _progress_bar(sys.stderr) if sys.stderr.isatty() else None
-    result = spec.network.step(values, lr=args.lr, steps=args.steps, only=args.only,
-                               batch_size=args.batch_size, seed=args.seed, bind=bind, progress=progress)
+    result = numeric.step(spec.network, values, lr=args.lr, steps=args.steps, only=args.only,
+                          batch_size=args.batch_size, seed=args.seed, bind=bind, progress=progress)
     _emit_report(out, args.format, result)
 
 
@@ -451,7 +437,7 @@ def _add_flow(commands):
 
 def _run_flow(args, out):
     spec, values, bind = _numeric_setup(args)
-    _emit_report(out, args.format, spec.network.flow(values, bind=bind))
+    _emit_report(out, args.format, numeric.flow(spec.network, values, bind=bind))
 
 
 # -- circuit: one expression staged into elementary gates -------------------------------
@@ -475,8 +461,9 @@ def _add_circuit(commands):
 def _run_circuit(args, out):
     import sympy as sp
 
-    from .gates import flow_json, format_flow, render_circuit, stage
-    from .spec import FUNCTIONS, SpecError, parse_expression
+    from .documents.circuit import render_circuit
+    from .gates import stage
+    from .spec import FUNCTIONS
 
     latex = args.format == "latex"
     if not latex and (args.exam or args.answers or args.fragment or args.figure or args.pdf or args.title):
@@ -499,9 +486,9 @@ def _run_circuit(args, out):
         text = render_circuit(flow, exam=args.exam, answers=args.answers, standalone=not args.fragment,
                               title=args.title, figure=args.figure)
     elif args.format == "json":
-        text = json.dumps(flow_json(flow), indent=2) + "\n"
+        text = json.dumps(report.json(flow), indent=2) + "\n"
     else:
-        text = format_flow(flow) + "\n"
+        text = report.text(flow) + "\n"
     return _emit(args, text, out)
 
 
@@ -546,9 +533,10 @@ def _add_grade(commands):
 def _run_grade(args, out):
     from .grade import grade
 
-    spec = _load(args.spec)
+    spec = _load(args.spec, Spec)
     _wrt_list(spec, [args.wrt])
-    result = grade(spec.network, args.wrt, args.answer, functions=spec.functions, symbols=spec.symbols)
+    answer = parse_expression(args.answer, spec.symbols, spec.functions, where="answer")
+    result = grade(spec.network, args.wrt, answer)
     if args.format == "text":
         out.write(result.message() + "\n")
     else:
@@ -587,8 +575,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 a failed check, 2 bad input)."""
-    from .spec import SpecError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:

@@ -9,7 +9,7 @@ of one node's expression with the other nodes held as symbols.
 >>> x, t, w, h, E = sp.symbols("x t w h E")
 >>> net = Network({h: sigmoid(w*x), E: (t - h)**2/2}, loss=E, params=[w],
 ...               inputs=[x], targets=[t])
->>> d = net.derive(w)
+>>> d = derive(net, w)
 >>> from symprop.printing import text_chain
 >>> text_chain(d.in_deltas)
 'dE/dh*h*(1 - h)*x'
@@ -29,13 +29,19 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import weakref
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import sympy as sp
 
+from .functions import Rule, record_of
 from .graph import Network, NetworkError
 
-__all__ = ["Partial", "Total", "Step", "Derivation", "LocalPartial", "derive", "local_partial", "delta_expr", "METHODS"]
+__all__ = [
+    "Partial", "Total", "Step", "Derivation", "LocalPartial", "derive", "local_partial", "delta_expr", "backward",
+    "METHODS", "MULTIPLY", "SCALE", "POWER", "EXPONENTIAL", "FAN_OUT",
+]
 
 METHODS = ("top-down", "bottom-up", "paths")
 
@@ -73,14 +79,17 @@ class Step:
 
     Rules: ``"factor at the bottom"`` (``"finish at the bottom"`` top-down), ``"sum over consumers"``, ``"loss directly"``,
     ``"local partial"``, ``"sum over paths"``, ``"substitute"``. For local partials,
-    ``because`` lists the derivative rules used (``"sigmoid"``, ``"multiply"``, ...).
+    ``because`` lists the derivative rules used (:class:`~symprop.functions.Rule` records:
+    a primitive's, or :data:`MULTIPLY`, :data:`SCALE`, ...) and ``partial`` is the
+    :class:`LocalPartial` itself, so that printers need not ask the engine.
     """
 
     rule: str
     lhs: sp.Expr
     rhs: sp.Expr
     node: sp.Symbol | None = None
-    because: tuple[str, ...] = ()
+    because: tuple = ()
+    partial: LocalPartial | None = None
 
 
 @dataclass(frozen=True)
@@ -94,7 +103,12 @@ class LocalPartial:
     of: sp.Symbol
     wrt: sp.Symbol
     products: tuple[tuple[tuple[sp.Expr, ...], tuple[sp.Expr, ...]], ...]
-    because: tuple[str, ...]
+    because: tuple[Rule, ...]
+
+    @property
+    def is_product(self) -> bool:
+        """One chain of factors (``softmax_1 - y_1`` included): printed as one product."""
+        return len(self.products) == 1
 
     @functools.cached_property
     def expr(self) -> sp.Expr:
@@ -140,6 +154,15 @@ def _chain_sum(terms) -> sp.Expr:
 
 
 # -- local partials: one reverse sweep over a node's expression ---------------------------
+# The rules of sums, products and powers; a function's rule is its primitive's record.
+
+MULTIPLY = Rule("multiply", "multiply: the other factor",
+                "in a product, the derivative with respect to one factor is the other factor")
+SCALE = Rule("scale", "multiply by a constant: scale", "multiplying by a constant scales the derivative")
+POWER = Rule("power", "power rule", r"the power rule $(u^n)' = n\,u^{n-1}$")
+EXPONENTIAL = Rule("exponential", "exponential", r"$(a^u)' = a^u \log a$")
+FAN_OUT = Rule("fan-out", "used more than once: sum the contributions",
+               "a variable used more than once contributes the sum of its uses")
 
 def _sweep(expr, chain, algebra, because, wanted, out, outputs):
     """Push the adjoint ``chain`` x ``algebra`` down ``expr``; collect it at wanted symbols.
@@ -162,26 +185,30 @@ def _sweep(expr, chain, algebra, because, wanted, out, outputs):
             if _involves(arg, wanted):
                 others = args[:i] + args[i + 1:]
                 other = others[0] if len(others) == 1 else sp.Mul(*others)
-                rule = "scale" if other.is_Number else "multiply"
+                rule = SCALE if other.is_Number else MULTIPLY
                 _sweep(arg, chain, algebra + (other,), _add_rule(because, rule), wanted, out, outputs)
     elif expr.is_Pow:
         base, exponent = expr.args
         if _involves(base, wanted):
             local = exponent * base ** (exponent - 1)
-            _sweep(base, chain, algebra + (local,), _add_rule(because, "power"), wanted, out, outputs)
+            _sweep(base, chain, algebra + (local,), _add_rule(because, POWER), wanted, out, outputs)
         if _involves(exponent, wanted):
             local = sp.log(base) * expr
-            _sweep(exponent, chain, algebra + (local,), _add_rule(because, "exponential"), wanted, out, outputs)
+            _sweep(exponent, chain, algebra + (local,), _add_rule(because, EXPONENTIAL), wanted, out, outputs)
     elif isinstance(expr, sp.Function):
+        record = record_of(expr)
+        rule = record or _unknown_rule(expr.func.__name__)
         for i, arg in enumerate(expr.args):
             if _involves(arg, wanted):
                 try:
-                    local = expr.fdiff(i + 1)
+                    local = record.differentiate(expr, i + 1) if record else expr.fdiff(i + 1)
                 except Exception as err:  # SymPy raises several types for "no rule"
                     raise NetworkError(f"no derivative rule for {expr.func.__name__} in {expr}: {err}") from None
                 if outputs:
                     local = local.xreplace(outputs)
-                _sweep(arg, chain + (local,), algebra, _add_rule(because, _rule_name(expr)), wanted, out, outputs)
+                if local.has(sp.Derivative):
+                    raise NetworkError(f"no derivative rule for {expr.func.__name__} in {expr}")
+                _sweep(arg, chain + (local,), algebra, _add_rule(because, rule), wanted, out, outputs)
     else:
         raise NetworkError(f"no derivative rule for {type(expr).__name__} in {expr}")
 
@@ -193,13 +220,13 @@ def _involves(expr, wanted) -> bool:
 
 
 def _add_rule(because, rule):
-    return because if rule in because else because + (rule,)
+    return because if any(r is rule for r in because) else because + (rule,)
 
 
-def _rule_name(expr) -> str:
-    from .functions import GenericFunction
-
-    return "generic" if isinstance(expr, GenericFunction) else expr.func.__name__
+@functools.cache
+def _unknown_rule(name: str) -> Rule:
+    """The rule of a SymPy function symprop has no record of (a ``sin`` built in Python)."""
+    return Rule(name)
 
 
 class _Engine:
@@ -214,6 +241,7 @@ class _Engine:
         self._local: dict[sp.Symbol, dict[sp.Symbol, LocalPartial]] = {}
         self._full: dict[sp.Symbol, sp.Expr] = {}
         self._full_size: dict[sp.Symbol, int] = {}
+        self._delta: dict[sp.Symbol, sp.Expr] = {}
 
     def local(self, node: sp.Symbol, wrt: sp.Symbol) -> LocalPartial:
         """``∂node/∂wrt``, computed with every other partial of ``node`` in one sweep."""
@@ -233,7 +261,7 @@ class _Engine:
                     for r in rules:
                         because = _add_rule(because, r)
                 if len(found) > 1:
-                    because = _add_rule(because, "fan-out")
+                    because = _add_rule(because, FAN_OUT)
                 known[s] = LocalPartial(node, s, tuple(f for f, _ in found), because)
         return known[wrt]
 
@@ -261,8 +289,13 @@ class _Engine:
         return expr.xreplace({s: self.full(s) for s in expr.free_symbols if s in self.net.nodes})
 
 
+# One engine per (network, in_outputs), kept while the network lives: a Network is plain
+# data, and its memo of local partials belongs here, with the code that computes them.
+_ENGINES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _engine(net: Network, in_outputs: bool) -> _Engine:
-    engines = net.__dict__.setdefault("_engines", {})
+    engines = _ENGINES.setdefault(net, {})
     if in_outputs not in engines:
         engines[in_outputs] = _Engine(net, in_outputs)
     return engines[in_outputs]
@@ -331,7 +364,9 @@ class Derivation:
     @functools.cached_property
     def expr(self) -> sp.Expr:
         """The gradient as one evaluated expression in node symbols (no deltas, no paths)."""
-        return sp.Add(*[self._delta_expr(lp.of) * lp.expr for lp in self.bottom])
+        deltas = {lp.of: self._delta_expr(lp.of) for lp in self.bottom}
+        return backward(self.network.loss, [self.wrt], lambda k: self.users, lambda l, k: self._engine.local(l, k).expr,
+                        known=deltas)[0][self.wrt]
 
     @functools.cached_property
     def substituted(self) -> sp.Expr | None:
@@ -387,7 +422,7 @@ class Derivation:
 
     def _local_step(self, of, wrt) -> Step:
         lp = self._engine.local(of, wrt)
-        return Step("local partial", Partial(of, wrt), lp.display, node=of, because=lp.because)
+        return Step("local partial", Partial(of, wrt), lp.display, node=of, because=lp.because, partial=lp)
 
     def _delta(self, k):
         return sp.S.One if k == self.target else Total(self.target, k)
@@ -398,9 +433,9 @@ class Derivation:
     # -- presentation
 
     def __str__(self) -> str:
-        from .printing import format_derivation
+        from .report import text
 
-        return format_derivation(self)
+        return text(self)
 
     def __repr__(self) -> str:
         return f"<Derivation d{self.target}/d{self.wrt} by {self.method}, {len(self.users)} direct uses>"
@@ -414,21 +449,45 @@ class Derivation:
 
 def _delta_exprs(engine: _Engine, k) -> sp.Expr:
     """dE/dz_k as an evaluated expression in node symbols, memoized per engine."""
-    memo = engine.__dict__.setdefault("_delta", {})
-    net = engine.net
+    memo, net = engine._delta, engine.net
     if not memo:  # every node's delta, from the loss down (iterative: deep nets are fine)
-        memo[net.loss] = sp.S.One
-        for node in reversed(net.order):
-            if node != net.loss and node in net.ancestors_of_loss:
-                memo[node] = _delta_sum(engine, memo, node)
+        nodes = [n for n in reversed(net.order) if n != net.loss and n in net.ancestors_of_loss]
+        memo.update(backward(net.loss, nodes, lambda n: _uses(net, n), lambda l, n: engine.local(l, n).expr)[0])
     if k not in memo:
-        memo[k] = _delta_sum(engine, memo, k)
+        memo.update(backward(net.loss, [k], lambda n: _uses(net, n), lambda l, n: engine.local(l, n).expr,
+                             known=memo)[0])
     return memo[k]
 
 
-def _delta_sum(engine, memo, k):
-    net = engine.net
-    return sp.Add(*[memo[l] * engine.local(l, k).expr for l in net.consumers[k] if l in net.ancestors_of_loss])
+def _uses(net: Network, k) -> tuple:
+    """The nodes that read ``k`` and lie on a path to the loss."""
+    return tuple(l for l in net.consumers[k] if l in net.ancestors_of_loss)
+
+
+def backward(top, below: Iterable, uses: Callable, local: Callable, *, seed=sp.S.One,
+             add: Callable = sp.Add, known=None) -> tuple[dict, dict]:
+    """The delta recursion of seed 002, the one backward pass every consumer runs.
+
+    ``delta[top] = seed``; then for each ``k`` of ``below`` (each after every node that
+    uses it), ``delta[k] = add(*terms[k])`` with one term ``delta[l] * local(l, k)`` per
+    ``l`` in ``uses(k)``: the sum over consumers, the fan-out accumulation. ``known``
+    holds deltas already computed. Returns ``(delta, terms)``, ``terms[k]`` being the
+    ``((l, term), ...)`` of each use. Symbolic (the default ``add`` builds a SymPy sum),
+    with numbers (``add=math.fsum``-like), or with a mistaken ``local``:
+
+    >>> import sympy as sp
+    >>> a, b, E = sp.symbols("a b E")
+    >>> uses = {a: (b, E), b: (E,)}
+    >>> local = {(E, a): 2, (E, b): 3, (b, a): 5}
+    >>> backward(E, [b, a], uses.get, lambda l, k: local[l, k])[0][a]
+    17
+    """
+    delta = {top: seed, **(known or {})}
+    terms = {}
+    for k in below:
+        terms[k] = tuple((l, delta[l] * local(l, k)) for l in uses(k) if l in delta)
+        delta[k] = add(*[t for _, t in terms[k]])
+    return delta, terms
 
 
 def _top_down_order(net: Network, nodes):
@@ -458,7 +517,7 @@ def derive(net: Network, wrt=None, *, method: str = "top-down", in_outputs: bool
     >>> import sympy as sp
     >>> from symprop import mlp
     >>> net = mlp([2, 2, 1], hidden="sigmoid", output="sigmoid", loss="half_sse")
-    >>> grads = net.derive()
+    >>> grads = derive(net)
     >>> len(grads) == len(net.params)
     True
     """

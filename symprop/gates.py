@@ -47,14 +47,13 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from . import functions as fn
+from .derive import backward as backpropagate
 from .derive import local_partial
+from .functions import GateOp
 from .graph import Network, NetworkError
-from .printing import LatexPrinter, latex_escape, latex_number, spec_string, text
+from .printing import text
 
-__all__ = [
-    "Gate", "Circuit", "Flow", "stage", "GATE_RULES", "format_flow", "flow_json",
-    "circuit_context", "render_circuit", "MAX_GATES",
-]
+__all__ = ["Gate", "Circuit", "CircuitFlow", "stage", "backward", "ALGEBRA_GATES", "FUNCTION_GATE", "MAX_GATES"]
 
 # Staging refuses more gates than this: a circuit is for reading, not for a whole MLP.
 MAX_GATES = 2000
@@ -63,37 +62,29 @@ MAX_FIGURE_GATES = 40
 # Significant digits of the SymPy Floats the circuit is evaluated in.
 DIGITS = 30
 
-# What each gate does to the gradient, in seed 004's words (the text outputs use this
-# table; the LaTeX templates have their own phrasing with math). ``{k}``, ``{n}``,
-# ``{a}``, ``{name}`` are filled from the gate's constants.
-GATE_RULES = {
-    "add": "add passes the incoming gradient unchanged to every input",
-    "mul": "multiply swaps the inputs and multiplies: each input gets the gradient times the other input",
-    "scale": "multiply by a constant scales the gradient by {k}",
-    "max": "max is a switch: the gradient goes to the larger input (the first on a tie), 0 to the other",
-    "min": "min is a switch: the gradient goes to the smaller input (the first on a tie), 0 to the other",
-    "exp": "exp multiplies the gradient by its output",
-    "log": "log multiplies the gradient by 1/x",
-    "recip": "1/x multiplies the gradient by -1/x^2",
-    "pow": "x^n multiplies the gradient by n x^(n-1) with n = {n}",
-    "sigmoid": "sigmoid multiplies the gradient by z(1 - z), z its output",
-    "tanh": "tanh multiplies the gradient by 1 - z^2, z its output",
-    "relu": "relu passes the gradient where its input is positive and blocks it (0) elsewhere",
-    "leaky_relu": "leaky relu passes the gradient where its input is positive and scales it by the slope a elsewhere",
-    "softplus": "softplus multiplies the gradient by sigmoid(x)",
-    "softmax_cross_entropy": "softmax + cross-entropy sends y_hat - y to the logits (and -log y_hat to the targets)",
-    "generic": "{name} multiplies the gradient by its derivative {name}'(x)",
-    "function": "{name} multiplies the gradient by its partial derivatives",
-    "copy": "a copy passes the gradient unchanged",
-}
-
-_FUNCTION_OPS = {
-    sp.exp: "exp", sp.log: "log", fn.sigmoid: "sigmoid", sp.tanh: "tanh", fn.relu: "relu",
-    fn.leaky_relu: "leaky_relu", fn.softplus: "softplus", fn.maximum: "max", fn.minimum: "min",
-    fn.softmax_cross_entropy: "softmax_cross_entropy",
-}
-# The prefix of generated gate names, by op (generic and other functions use their name).
-_PREFIX = {"sigmoid": "sig", "leaky_relu": "lrelu", "softmax_cross_entropy": "ce"}
+# The gates of sums, products and powers; a function's gate is in its primitive's record.
+# Each says what it does to the gradient in seed 004's words (plain text and a sentence
+# with $math$) and how the documents show it; see symprop.functions.GateOp for the fields.
+ALGEBRA_GATES = {g.op: g for g in (
+    GateOp("add", "add", "${c_signed}$", "add{c_clause}", "add passes the incoming gradient unchanged to every input",
+           "An add gate passes the incoming gradient unchanged to every input: addition broadcasts the gradient "
+           "to all its input branches."),
+    GateOp("mul", "mul", r"$\times$", "multiply",
+           "multiply swaps the inputs and multiplies: each input gets the gradient times the other input",
+           "A multiply gate swaps the inputs and multiplies: each input receives the incoming gradient times the "
+           "value of the other input."),
+    GateOp("scale", "scale", r"$\times{k_paren}$", "scale by ${k}$", "multiply by a constant scales the gradient by {k}",
+           "Multiplication by the constant ${k}$ scales the gradient flowing back by ${k}$."),
+    GateOp("recip", "recip", "$1/x$", "$1/x$", "1/x multiplies the gradient by -1/x^2",
+           "The $1/x$ gate multiplies the gradient by $-1/x^{2}$."),
+    GateOp("pow", "pow", "$x^{{n}}$", "$x^{{n}}$", "x^n multiplies the gradient by n x^(n-1) with n = {n}",
+           r"The power gate multiplies the gradient by $n\,x^{n-1}$ with $n = {n}$."),
+    GateOp("copy", "copy", "$=$", "copy", "a copy passes the gradient unchanged", "A copy passes the gradient unchanged."),
+)}
+# A function whose record has no gate of its own (abs, step, softmax, a SymPy function).
+FUNCTION_GATE = GateOp("function", "", "${function}$", "${function}$",
+                       "{name} multiplies the gradient by its partial derivatives",
+                       "The gate ${function}$ multiplies the gradient by its partial derivative with respect to each input.")
 
 
 @dataclass(frozen=True)
@@ -107,7 +98,7 @@ class Gate:
     """
 
     symbol: sp.Symbol
-    op: str
+    kind: GateOp
     inputs: tuple[sp.Symbol, ...]
     expr: sp.Expr
     constants: dict = field(default_factory=dict, compare=False)
@@ -118,10 +109,14 @@ class Gate:
     def name(self) -> str:
         return self.symbol.name
 
+    @property
+    def op(self) -> str:
+        return self.kind.op
+
     def rule(self) -> str:
         """What this gate does to the gradient, in seed 004's words (plain text)."""
         fill = {"k": _plain(self.constants.get("k")), "n": _plain(self.constants.get("n")), "name": self.function}
-        return GATE_RULES[self.op].format(**fill)
+        return self.kind.fill(self.kind.rule, **fill)
 
 
 def _plain(number) -> str | None:
@@ -152,7 +147,7 @@ class Circuit:
         """The gates that read ``wire`` (on a path to the output): more than one is fan-out."""
         return tuple(k for k in self.network.consumers[wire] if k in self.network.ancestors_of_loss)
 
-    def evaluate(self, values: Mapping, bind: Mapping[str, str] | None = None) -> Flow:
+    def evaluate(self, values: Mapping, bind: Mapping[str, str] | None = None) -> CircuitFlow:
         """Forward values, local gradients and gradients of every wire at ``values``.
 
         ``values`` maps each variable (Symbol or name) to a number; ``bind`` maps a generic
@@ -165,7 +160,7 @@ class Circuit:
 
 
 @dataclass
-class Flow:
+class CircuitFlow:
     """A circuit evaluated at one point.
 
     ``values``: every wire (variables and gates) -> forward value; ``local``: (gate, input)
@@ -309,12 +304,10 @@ class _Stager:
         return self.memo[key]
 
     def function(self, expr, symbol, node) -> sp.Symbol:
-        op = _FUNCTION_OPS.get(expr.func)
-        name = None
-        if isinstance(expr, fn.GenericFunction):
-            op, name = "generic", expr.func.__name__
-        elif op is None:
-            op, name = "function", expr.func.__name__
+        record = fn.record_of(expr)
+        kind = record.gate if record is not None and record.gate is not None else FUNCTION_GATE
+        op = kind.op
+        name = expr.func.__name__ if op in ("generic", "function") else None
         wires = [None if a.is_number else self.wire(a) for a in expr.args]
         inputs = list(dict.fromkeys(w for w in wires if w is not None))
         constants = [a for a, w in zip(expr.args, wires) if w is None]
@@ -328,15 +321,17 @@ class _Stager:
             wired = dict(zip(inputs, u))
             return expr.func(*[a if w is None else wired[w] for a, w in zip(expr.args, wires)])
 
-        return self.gate(op, inputs, apply, symbol, node, function=name, **extra)
+        return self.gate(kind, inputs, apply, symbol, node, function=name, **extra)
 
-    def gate(self, op, inputs, apply, symbol, node, function=None, **constants) -> sp.Symbol:
+    def gate(self, kind, inputs, apply, symbol, node, function=None, **constants) -> sp.Symbol:
+        """Add a gate of ``kind`` (a GateOp, or the op of an algebra gate)."""
+        kind = ALGEBRA_GATES[kind] if isinstance(kind, str) else kind
         if len(self.gates) >= MAX_GATES:
             raise NetworkError(f"more than {MAX_GATES} gates: a circuit is for small expressions", node)
         if symbol is None:
-            symbol = self.fresh(_PREFIX.get(op, function or op))
+            symbol = self.fresh(kind.prefix or function)
         inputs = tuple(inputs)
-        self.gates.append(Gate(symbol, op, inputs, apply(inputs), constants, function, node))
+        self.gates.append(Gate(symbol, kind, inputs, apply(inputs), constants, function, node))
         return symbol
 
     def fresh(self, prefix: str) -> sp.Symbol:
@@ -370,7 +365,7 @@ def _common_factor(expr: sp.Add):
 
 # -- numbers ------------------------------------------------------------------------------
 
-def _evaluate(circuit: Circuit, values: Mapping, bind: dict) -> Flow:
+def _evaluate(circuit: Circuit, values: Mapping, bind: dict) -> CircuitFlow:
     net = circuit.network
     given = {}
     for key, v in values.items():
@@ -390,7 +385,7 @@ def _evaluate(circuit: Circuit, values: Mapping, bind: dict) -> Flow:
             lp = local_partial(net, g.symbol, u).expr
             local[g.symbol, u] = _number(lp, point, bind, f"the local gradient of {g.name} with respect to {u}")
     deltas, uses = backward(circuit, lambda k, s: local[k, s], one=sp.Float(1, DIGITS))
-    return Flow(
+    return CircuitFlow(
         circuit=circuit,
         point={s: float(v) for s, v in given.items()},
         values={s: float(v) for s, v in point.items()},
@@ -410,19 +405,17 @@ def backward(circuit: Circuit, local: Callable, *, one=1.0, uses: Callable | Non
     each wire to its ``((gate, term), ...)``. The exam generator runs it with mistaken local
     gradients or a use left out.
     """
-    uses = uses or circuit.uses
     net = circuit.network
-    deltas, contributions = {circuit.output: one}, {}
-    for s in reversed(net.leaves + net.order):
-        if s == circuit.output:
-            continue
-        contributions[s] = tuple((k, deltas[k] * local(k, s)) for k in uses(s))
-        deltas[s] = sum((c for _, c in contributions[s]), one * 0)
-    return deltas, contributions
+    wires = [s for s in reversed(net.leaves + net.order) if s != circuit.output]
+    return backpropagate(circuit.output, wires, uses or circuit.uses, local, seed=one,
+                         add=lambda *terms: sum(terms, one * 0))
 
 
 def _number(expr, point, bind, what) -> sp.Float:
-    expr = _bind_generics(expr, bind)
+    try:
+        expr = fn.bind_generics(expr, bind)
+    except ValueError as err:
+        raise NetworkError(str(err)) from None
     value = sp.N(fn.explicit(expr.xreplace(point)), DIGITS)
     try:
         x = float(value)
@@ -431,328 +424,3 @@ def _number(expr, point, bind, what) -> sp.Float:
     if not math.isfinite(x):
         raise NetworkError(f"{what} is undefined or infinite at these values ({sp.N(value, 6)})")
     return value
-
-
-def _bind_generics(expr, bind):
-    """Replace each generic g (and g', g'') by the activation it is bound to."""
-    for f in sorted({type(c) for c in expr.atoms(fn.GenericFunction)}, key=lambda c: (c.base_name, c.order)):
-        if f.base_name not in bind:
-            raise NetworkError(f"{f.base_name} is a generic function; bind it to an activation to get numbers")
-        u = sp.Dummy("u")
-        expr = expr.replace(f, sp.Lambda(u, sp.diff(fn.ACTIVATIONS[bind[f.base_name]](u), u, f.order)))
-    return expr
-
-
-# -- text and JSON ------------------------------------------------------------------------
-
-def _num(x: float) -> str:
-    """4 significant digits, no "-0"."""
-    s = f"{x:.4g}"
-    return "0" if s in ("-0", "0") else s
-
-
-def format_flow(flow: Flow) -> str:
-    """The circuit as a terminal table, the rule of each gate, the fan-out sums and the gradient.
-
-    >>> import sympy as sp
-    >>> x, y = sp.symbols("x y")
-    >>> print(format_flow(stage(x * y).evaluate({x: 3, y: -2})))  # doctest: +NORMALIZE_WHITESPACE
-    f = x*y  at x = 3, y = -2
-    <BLANKLINE>
-    gate  op   value  df/dgate  input  local  df/dinput
-    f     mul     -6         1  x      y = -2        -2
-                                y      x = 3          3
-    <BLANKLINE>
-    rules
-      f = x*y: multiply swaps the inputs and multiplies: each input gets the gradient times the other input
-    <BLANKLINE>
-    gradient
-      df/dx = -2
-      df/dy = 3
-    """
-    c, net = flow.circuit, flow.circuit.network
-    E = c.output.name
-    at = ", ".join(f"{s} = {_num(flow.point[s])}" for s in net.leaves if s in flow.point)
-    lines = [f"{_source_text(c)}  at {at}", ""]
-    header = ["gate", "op", "value", f"d{E}/dgate", "input", "local", f"d{E}/dinput"]
-    rows = []
-    for g in c.gates:
-        for i, u in enumerate(g.inputs or (None,)):
-            first = [g.name, _op_text(g), _num(flow.values[g.symbol]), _num(flow.deltas[g.symbol])] if i == 0 else [""] * 4
-            if u is None:
-                rows.append(first + ["", "", ""])
-                continue
-            formula = text(local_partial(net, g.symbol, u).expr)
-            value = _num(flow.local[g.symbol, u])
-            local = value if formula == value else f"{formula} = {value}"
-            rows.append(first + [u.name, local, _num(flow.deltas[g.symbol] * flow.local[g.symbol, u])])
-    right = {2, 3, 6}
-    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
-    for r in [header] + rows:
-        cells = [r[i].rjust(widths[i]) if i in right else r[i].ljust(widths[i]) for i in range(len(r))]
-        lines.append("  ".join(cells).rstrip())
-    lines += ["", "rules"]
-    lines += [f"  {g.name} = {text(g.expr)}: {g.rule()}" for g in c.gates]
-    if flow.fan_out:
-        lines += ["", "fan-out: a value used by several gates gets the sum of their gradients"]
-        for s in flow.fan_out:
-            terms = " + ".join(f"{_num(v)} (via {k})" for k, v in flow.uses[s])
-            lines.append(f"  d{E}/d{s} = {terms} = {_num(flow.deltas[s])}".replace("+ -", "- "))
-    lines += ["", "gradient"]
-    lines += [f"  d{E}/d{s} = {_num(v)}" for s, v in flow.gradient.items()]
-    return "\n".join(lines)
-
-
-def _source_text(circuit: Circuit) -> str:
-    if isinstance(circuit.source, Network):
-        return "; ".join(f"{k} = {text(e)}" for k, e in circuit.source.nodes.items())
-    return f"{circuit.output} = {text(circuit.source)}"
-
-
-def _op_text(g: Gate) -> str:
-    const = g.constants
-    if g.op == "scale":
-        return f"scale {text(const['k'])}"
-    if g.op == "pow":
-        return f"pow {text(const['n'])}"
-    if g.op == "add" and "c" in const:
-        return f"add {text(const['c'])}"
-    if g.op in ("generic", "function"):
-        return g.function
-    return g.op
-
-
-def flow_json(flow: Flow) -> dict:
-    """The JSON record: the keys of ``symprop grad`` ("loss", "values", "deltas",
-    "gradient") plus "gates" in topological order and "fan_out"."""
-    c = flow.circuit
-    return {
-        "loss": flow.loss,
-        "values": {g.name: flow.values[g.symbol] for g in c.gates},
-        "deltas": {g.name: flow.deltas[g.symbol] for g in c.gates},
-        "gradient": {s.name: v for s, v in flow.gradient.items()},
-        "gates": [
-            {
-                "name": g.name,
-                "op": g.op,
-                "inputs": [u.name for u in g.inputs],
-                "expr": spec_string(g.expr),
-                "value": flow.values[g.symbol],
-                "local": [flow.local[g.symbol, u] for u in g.inputs],
-                "delta": flow.deltas[g.symbol],
-            }
-            for g in c.gates
-        ],
-        "fan_out": [
-            {"name": s.name, "uses": [{"gate": k.name, "gradient": v} for k, v in flow.uses[s]], "delta": flow.deltas[s]}
-            for s in flow.fan_out
-        ],
-    }
-
-
-# -- LaTeX --------------------------------------------------------------------------------
-
-def circuit_context(flow: Flow, *, digits: int = 4, page: bool = True) -> dict:
-    """The data the circuit templates receive: printed LaTeX strings, lists and dicts.
-
-    ``page``: the figure must fit a page (otherwise it is left out, with a note); with
-    ``page=False`` it is drawn at full size, however wide.
-    """
-    c, net = flow.circuit, flow.circuit.network
-    printer = LatexPrinter({"names": net.display})
-
-    def name(s):
-        return printer.doprint(s)
-
-    def number(x, d=digits):
-        return latex_number(x, d)
-
-    E = name(c.output)
-    figure, note = _figure(flow, name, page)
-    gates = []
-    for g in c.gates:
-        inputs = []
-        for u in g.inputs:
-            lp = local_partial(net, g.symbol, u).expr
-            inputs.append({
-                "name": name(u),
-                "local": printer.doprint(lp),
-                "local_value": number(flow.local[g.symbol, u]),
-                "trivial": lp.is_number,  # "1 = 1" says nothing
-                "outgoing": number(flow.deltas[g.symbol] * flow.local[g.symbol, u]),
-            })
-        gates.append({
-            "name": name(g.symbol),
-            "op": g.op,
-            "function": None if g.function is None else _function_latex(g.function),
-            "constants": _printed_constants(g),
-            "expr": printer.doprint(g.expr),
-            "value": number(flow.values[g.symbol]),
-            "delta": number(flow.deltas[g.symbol]),
-            "inputs": inputs,
-        })
-    fan_out = [
-        {"name": name(s), "uses": [{"gate": name(k), "value": number(v)} for k, v in flow.uses[s]],
-         "total": number(flow.deltas[s])}
-        for s in flow.fan_out
-    ]
-    if isinstance(c.source, Network):
-        source = [{"lhs": name(k), "rhs": printer.doprint(e)} for k, e in c.source.nodes.items()]
-    else:
-        source = [{"lhs": E, "rhs": printer.doprint(c.source)}]
-    return {
-        "output": E,
-        "source": source,
-        "given": [{"name": name(s), "value": number(flow.point[s])} for s in net.leaves if s in flow.point],
-        "loss": number(flow.loss),
-        "gates": gates,
-        "backward": list(reversed(gates)),
-        "fan_out": fan_out,
-        "gradient": [{"name": name(s), "value": number(v)} for s, v in flow.gradient.items()],
-        "figure": figure,
-        "notes": [] if note is None else [note],
-    }
-
-
-def _function_latex(function: str) -> str:
-    """``g`` or ``g'`` for a generic, ``\\operatorname{name}`` for anything else."""
-    base, primes = function, 0
-    while base.endswith("_prime"):
-        base, primes = base[: -len("_prime")], primes + 1
-    if len(base) == 1:
-        return base + "'" * primes
-    return rf"\operatorname{{{latex_escape(base)}}}" + "'" * primes
-
-
-# Figure spacing in cm: columns (gate depth) and rows.
-_DX, _DY = 2.7, 1.5
-# On a page, the figure spans at most this many cm (the output's column included), with
-# columns no closer than _MIN_DX, and at most _HEIGHT cm from top to bottom.
-_WIDTH, _MIN_DX, _HEIGHT = 14.5, 1.9, 20.0
-# Lanes for wires routed around the circuit, this far apart (cm).
-_LANE = 0.9
-
-
-def _figure(flow: Flow, name, page: bool) -> tuple[dict | None, str | None]:
-    """Gates placed by depth (variables left, the output right), each wire labelled with
-    its forward value and the gradient flowing back along it; or None and why not."""
-    c = flow.circuit
-    if len(c.gates) > MAX_FIGURE_GATES:
-        return None, f"No figure: {len(c.gates)} gates are too many to draw; the table lists every wire."
-    # variables top to bottom in the order the output's inputs reach them
-    leaves, seen = [], set()
-
-    def visit(s):
-        if s in seen:
-            return
-        seen.add(s)
-        if s in c.gate_of:
-            for u in c.gate_of[s].inputs:
-                visit(u)
-        else:
-            leaves.append(s)
-
-    visit(c.output)
-    drawn = [g for g in c.gates if g.symbol in seen]
-    column = {s: 0 for s in leaves}
-    for g in drawn:  # a gate's column is its depth: one past its deepest input
-        column[g.symbol] = 1 + max(column[u] for u in g.inputs)
-    for s in leaves:  # a variable stands just left of the first gate that reads it
-        column[s] = min(column[k] for k in c.uses(s) if k in column) - 1
-    # rows: variables in the order the output's inputs reach them; a gate level with the
-    # mean of its inputs; then, column by column, nodes pushed apart to one row at least
-    y = {s: -i * _DY for i, s in enumerate(leaves)}
-    for col in range(max(column.values()) + 1):
-        members = [s for s in column if column[s] == col]
-        for s in members:
-            if s in c.gate_of:
-                inputs = c.gate_of[s].inputs
-                y[s] = sum(y[u] for u in inputs) / len(inputs)
-        members.sort(key=lambda s: -y[s])
-        for above, below in zip(members, members[1:]):
-            y[below] = min(y[below], y[above] - _DY)
-    dx = min(_DX, _WIDTH / (max(column.values()) + 0.85)) if page else _DX  # squeeze onto the page
-    if page and (dx < _MIN_DX or max(y.values()) - min(y.values()) > _HEIGHT):
-        return None, ("No figure: the circuit is too large to draw legibly on a page; the table lists every wire "
-                      "(the figure alone, drawn at full size, comes from render_circuit(..., figure=True)).")
-    ident = {s: f"v{i}" for i, s in enumerate(leaves)}
-    ident.update({g.symbol: f"g{i}" for i, g in enumerate(drawn)})
-
-    def place(s):
-        return {"id": ident[s], "x": f"{dx * column[s]:.2f}", "y": f"{y[s]:.2f}"}
-
-    def total(s):  # the summed gradient, shown at a wire that fans out
-        return short(flow.deltas[s]) if len(flow.uses.get(s, ())) > 1 else None
-
-    def short(x):
-        return latex_number(x, 3)
-
-    nodes = [{**place(s), "kind": "variable", "label": name(s), "total": total(s)} for s in leaves]
-    nodes += [{**place(g.symbol), "kind": "gate", "name": name(g.symbol), "op": g.op, "total": total(g.symbol),
-               "function": None if g.function is None else _function_latex(g.function),
-               "constants": _printed_constants(g)} for g in drawn]
-    # a wire whose straight line would cross another node runs along a lane of its own
-    # above (or below) the circuit instead: down its middle go the value and the gradient
-    centre = {s: (dx * column[s], y[s]) for s in column}
-    top, bottom = max(y.values()), min(y.values())
-    lanes = {"above": 0, "below": 0}
-    wires = []
-    for g in drawn:
-        for u in g.inputs:
-            contribution = dict(flow.uses[u])[g.symbol]
-            # wires that leave one source together are labelled nearer their ends, where they part
-            pos = "0.62" if len(flow.uses[u]) > 1 else "0.4"
-            wire = {"source": ident[u], "target": ident[g.symbol], "via": None, "pos": pos,
-                    "value": short(flow.values[u]), "gradient": short(contribution)}
-            a, b = centre[u], centre[g.symbol]
-            if any(_near(centre[s], a, b) for s in column if s not in (u, g.symbol)):
-                side = "above" if (a[1] + b[1]) / 2 >= (top + bottom) / 2 else "below"
-                lanes[side] += 1
-                level = top + _LANE * lanes[side] if side == "above" else bottom - _LANE * lanes[side]
-                wire["via"] = [f"{a[0] + dx / 3:.2f}, {level:.2f}", f"{b[0] - dx / 3:.2f}, {level:.2f}"]
-            wires.append(wire)
-    out = c.output
-    end = {"id": "out", "x": f"{dx * (column[out] + 0.85):.2f}", "y": f"{y[out]:.2f}", "label": name(out)}
-    wires.append({"source": ident[out], "target": "out", "via": None, "pos": "0.4", "value": short(flow.values[out]), "gradient": "1"})
-    return {"nodes": nodes, "output": end, "wires": wires}, None
-
-
-def _near(p, a, b, reach=0.7) -> bool:
-    """Whether point ``p`` lies within ``reach`` cm of the segment from ``a`` to ``b``."""
-    (px, py), (ax, ay), (bx, by) = p, a, b
-    dx, dy = bx - ax, by - ay
-    t = max(0.0, min(1.0, ((px - ax) * dx + (py - ay) * dy) / (dx * dx + dy * dy)))
-    return math.hypot(px - ax - t * dx, py - ay - t * dy) < reach
-
-
-def _printed_constants(g: Gate) -> dict:
-    """The numbers inside a gate as LaTeX (``args``: a list of them)."""
-    printer = LatexPrinter()
-    return {key: [printer.doprint(a) for a in v] if isinstance(v, tuple) else printer.doprint(v)
-            for key, v in g.constants.items()}
-
-
-def render_circuit(
-    flow: Flow, *, exam: bool = False, answers: bool = False, standalone: bool = True, title: str | None = None,
-    figure: bool = False,
-) -> str:
-    r"""The circuit as LaTeX: a worked solution (an article, or with ``standalone=False``
-    a fragment to ``\input``), or with ``exam=True`` a "fill in the gradients" question on
-    the exam class whose ``solution`` environment holds the worked answer (printed with
-    ``answers=True``). ``figure=True`` gives the circuit figure alone on the standalone
-    class (cropped: for slides and PNGs), its gradients left blank when ``exam`` is set.
-
-    >>> import sympy as sp
-    >>> x, y, z = sp.symbols("x y z")
-    >>> tex = render_circuit(stage((x + y) * z).evaluate({x: -2, y: 5, z: -4}))
-    >>> tex.startswith("\\documentclass") and "tikzpicture" in tex
-    True
-    """
-    from .render import environment
-
-    context = {"c": circuit_context(flow, page=not figure), "title": title, "answers": answers,
-               "standalone": standalone, "gradients": not exam}
-    if figure and context["c"]["figure"] is None:
-        raise NetworkError(context["c"]["notes"][0])
-    template = "circuit_figure.tex.j2" if figure else "circuit_exam.tex.j2" if exam else "circuit.tex.j2"
-    return environment().get_template(template).render(context)

@@ -1,22 +1,22 @@
 """Answer checking: is a student's expression for dE/dw right, and if not, which typical
 mistake does it match?
 
-The answer is read by the safe parser (:func:`symprop.spec.parse_expression`) in the
-network's names: inputs, targets, parameters and node names, where a node name means the
-node's value (``h*(1 - h)*x`` is as good as ``sigmoid(w*x)*(1 - sigmoid(w*x))*x``). It is
-compared with the derived gradient at random points (relative tolerance
-:data:`REL_TOL`), and, where that is cheap, symbolically: SymPy proves the difference zero
-by expansion or, for small expressions, by ``simplify`` of the forms in elementary
-functions. A wrong answer is evaluated against every mistake of
-:func:`symprop.exam.mistakes` at the same points.
+The answer is an expression in the network's symbols: inputs, targets, parameters and
+node names, where a node means the node's value (``h*(1 - h)*x`` is as good as
+``sigmoid(w*x)*(1 - sigmoid(w*x))*x``); text a student typed is read first by the safe
+parser, :func:`symprop.spec.parse_expression`. It is compared with the derived gradient
+at random points (relative tolerance :data:`REL_TOL`), and, where that is cheap,
+symbolically: SymPy proves the difference zero by expansion or, for small expressions, by
+``simplify`` of the forms in elementary functions. A wrong answer is evaluated against
+every mistake of :func:`symprop.mistakes.mistakes` at the same points.
 
 >>> import sympy as sp
 >>> from symprop import Network, sigmoid
 >>> x, t, w, h, E = sp.symbols("x t w h E")
 >>> net = Network({h: sigmoid(w*x), E: (t - h)**2/2}, loss=E, params=[w], inputs=[x], targets=[t])
->>> grade(net, "w", "(h - t)*h*(1 - h)*x").correct
+>>> grade(net, "w", (h - t)*h*(1 - h)*x).correct
 True
->>> result = grade(net, "w", "(h - t)*x")
+>>> result = grade(net, "w", (h - t)*x)
 >>> result.correct, result.mistake.kind
 (False, 'missing-derivative')
 """
@@ -24,7 +24,6 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,9 +31,9 @@ import sympy as sp
 
 from . import functions as fn
 from .derive import derive
-from .exam import Evaluator, Mistake, mistakes
 from .graph import Network, NetworkError
-from .spec import parse_expression
+from .mistakes import Mistake, mistakes
+from .numeric import Evaluator
 
 __all__ = ["grade", "GradeResult", "REL_TOL"]
 
@@ -139,22 +138,20 @@ def _proved_equal(net, answer, expected) -> bool:
     return sp.simplify(explicit) == 0
 
 
-def grade(network: Network, wrt, answer_text: str, *, functions: Mapping | None = None,
-          symbols: Mapping[str, sp.Symbol] | None = None, seed: int = 0) -> GradeResult:
-    """Grade ``answer_text`` as dE/d``wrt`` (a name or Symbol) of ``network``.
-
-    ``symbols`` and ``functions`` are the names the parser accepts (a spec's
-    ``symbols`` and ``functions``); by default every symbol of the network and its generic
-    functions. The random points come from ``seed``, so a verdict is reproducible.
-    A parse error is a :class:`~symprop.spec.SpecError` with key ``answer``.
+def grade(network: Network, wrt, answer, *, seed: int = 0) -> GradeResult:
+    """Grade ``answer`` (a SymPy expression in the network's symbols) as dE/d``wrt`` (a
+    name or Symbol) of ``network``. The random points come from ``seed``, so a verdict is
+    reproducible.
     """
     net = network
     w = net.symbol(wrt) if isinstance(wrt, str) else wrt
     if w not in net.params and w not in net.inputs:
         raise NetworkError(f"can only differentiate with respect to a parameter or an input, not {w}", w)
-    names = dict(symbols) if symbols is not None else {s.name: s for s in net.symbols}
-    table = dict(functions) if functions is not None else _generics(net)
-    answer = parse_expression(answer_text, names, table, where="answer")
+    try:
+        answer = fn.as_expr(answer)
+    except TypeError:
+        raise NetworkError(f"the answer must be a SymPy expression (text is read by symprop.spec.parse_expression), "
+                           f"not {answer!r}") from None
     unknown = sorted(s.name for s in answer.free_symbols if s not in set(net.symbols))
     if unknown:
         raise NetworkError(f"the answer uses {unknown[0]}, which is not a symbol of this network")

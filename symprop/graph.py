@@ -2,7 +2,8 @@
 
 A :class:`Network` maps every defined symbol (a hidden node or the loss) to its SymPy
 expression in other symbols; inputs, targets and parameters are the leaves. Any DAG is
-allowed: skip connections, fan-out, parameters shared by several nodes.
+allowed: skip connections, fan-out, parameters shared by several nodes. A network is
+plain data: :func:`symprop.derive` derives it, :mod:`symprop.numeric` evaluates it.
 
 >>> import sympy as sp
 >>> from symprop import Network, sigmoid
@@ -154,41 +155,6 @@ class Network:
 
         walk([wrt])
         return found
-
-    def derive(self, wrt=None, method: str = "top-down", **options):
-        """Derive dE/dw: a :class:`~symprop.derive.Derivation`, or a dict of them.
-
-        ``wrt`` is a parameter or input (Symbol or name), a list of them, or None for
-        every parameter. ``method`` is ``"top-down"``, ``"bottom-up"`` or ``"paths"``;
-        see :func:`symprop.derive.derive` for the options.
-        """
-        from .derive import derive
-
-        return derive(self, wrt, method=method, **options)
-
-    def gradient(self, values, bind=None):
-        """Forward values, deltas and the gradient at ``values``: see :func:`symprop.numeric.gradient`."""
-        from .numeric import gradient
-
-        return gradient(self, values, bind=bind)
-
-    def check(self, values, bind=None, against=None):
-        """Check the gradient against central differences: see :func:`symprop.numeric.check`."""
-        from .numeric import check
-
-        return check(self, values, bind=bind, against=against)
-
-    def step(self, values, lr, **options):
-        """Gradient-descent steps: see :func:`symprop.numeric.step`."""
-        from .numeric import step
-
-        return step(self, values, lr, **options)
-
-    def flow(self, values, bind=None):
-        """Gradient-flow diagnostics: see :func:`symprop.numeric.flow`."""
-        from .numeric import flow
-
-        return flow(self, values, bind=bind)
 
     def display_name(self, symbol: sp.Symbol) -> str:
         """The LaTeX name of ``symbol``: the ``display`` override or the naming rule."""

@@ -54,14 +54,15 @@ from sympy.printing.precedence import PRECEDENCE
 
 from . import functions as fn
 from .derive import Step
+from .functions import Primitive, Rule
 from .graph import NetworkError
 from .printing import LatexPrinter, TextPrinter
 
 __all__ = [
-    "LAYOUT", "GATES", "MatrixStep", "MatrixDerivation", "MatrixGradient", "LayeredValues",
+    "LAYOUT", "GATES", "OUTPUT_RULES", "MatrixRule", "MatrixStep", "MatrixDerivation", "MatrixGradient", "LayeredValues",
     "Jacobian", "Gradient", "Elementwise", "Softmax", "Ones",
-    "derive_matrix", "from_layers", "random_layered", "values_from_scalar", "mlp_bindings",
-    "text", "latex", "render_matrix_solution",
+    "derive_matrix", "derive_layers", "from_layers", "random_layered", "values_from_scalar", "mlp_bindings",
+    "text", "latex",
 ]
 
 LAYOUT = (
@@ -70,15 +71,50 @@ LAYOUT = (
     "so dE/dv = (∂u/∂v)^T dE/du"
 )
 
-# Seed 000's table of gates, in this module's layout; Step.rule names one of these (or
-# "chain rule", "substitute", "loss gradient", "softmax", "sigmoid + binary cross-entropy").
-GATES = {
-    "z = Wx": "∂z/∂x = W, so dE/dx = W^T dE/dz",
-    "z = x": "∂z/∂x = I, so dE/dx = dE/dz",
-    "elementwise f": "∂z/∂x = Diag(f'(x)), so dE/dx = f'(x) ⊙ dE/dz",
-    "delta^T x": "z = Wx and δ = dE/dz give dE/dW = δ x^T",
-    "softmax + cross-entropy": "ŷ = softmax(z), E = CE(y, ŷ) give dE/dz = ŷ - y",
-}
+
+
+@dataclass(frozen=True, eq=False)
+class MatrixRule(Rule):
+    """A rule of the matrix form: plain ``rule``, a ``sentence`` and a LaTeX ``title`` (how a
+    step's justification names it) in this module's layout."""
+
+    title: str = ""
+
+
+# Seed 000's table of gates, in this module's layout, then the other rules a step may use
+# for the output layer; Step.rule names one of these (or "chain rule", "substitute",
+# "loss gradient"). Documents list the rules a derivation uses in this order.
+GATES = {g.name: g for g in (
+    MatrixRule("z = Wx", "∂z/∂x = W, so dE/dx = W^T dE/dz",
+               r"$\mathbf{z} = \mathbf{W}\mathbf{x}$ gives $\frac{\partial \mathbf{z}}{\partial \mathbf{x}} = \mathbf{W}$, "
+               r"so the gradient passes back as $\mathbf{W}^{T} \frac{\partial E}{\partial \mathbf{z}}$",
+               r"$\mathbf{z} = \mathbf{W}\mathbf{x}$"),
+    MatrixRule("z = x", "∂z/∂x = I, so dE/dx = dE/dz",
+               r"$\mathbf{z} = \mathbf{x}$ gives $\frac{\partial \mathbf{z}}{\partial \mathbf{x}} = \mathbf{I}$: a bias, "
+               "or an identity activation, passes the gradient on unchanged; a bias added to every sample of a "
+               "batch receives the sum over the samples", r"$\mathbf{z} = \mathbf{x}$"),
+    MatrixRule("elementwise f", "∂z/∂x = Diag(f'(x)), so dE/dx = f'(x) ⊙ dE/dz",
+               r"$\mathbf{z} = f(\mathbf{x})$ entry by entry gives $\frac{\partial \mathbf{z}}{\partial \mathbf{x}} = "
+               r"\operatorname{Diag}[f'(\mathbf{x})]$, and $\operatorname{Diag}(\mathbf{v})\,\mathbf{u} = "
+               r"\mathbf{v} \odot \mathbf{u}$", "elementwise f"),
+    MatrixRule("delta^T x", "z = Wx and δ = dE/dz give dE/dW = δ x^T",
+               r"$\mathbf{z} = \mathbf{W}\mathbf{x}$ and $\boldsymbol{\delta} = \frac{\partial E}{\partial \mathbf{z}}$ "
+               r"give $\frac{\partial E}{\partial \mathbf{W}} = \boldsymbol{\delta}\,\mathbf{x}^{T}$ (the table's "
+               r"$\boldsymbol{\delta}^{T}\mathbf{x}$, with $\boldsymbol{\delta}$ a column here)",
+               r"$\boldsymbol{\delta}^{T}\mathbf{x}$"),
+    MatrixRule("softmax + cross-entropy", "ŷ = softmax(z), E = CE(y, ŷ) give dE/dz = ŷ - y",
+               r"$\hat{\mathbf{y}} = \operatorname{softmax}(\mathbf{z})$ and $E = \mathrm{CE}(\mathbf{y}, "
+               r"\hat{\mathbf{y}})$ give $\frac{\partial E}{\partial \mathbf{z}} = \hat{\mathbf{y}} - \mathbf{y}$ "
+               "(targets that sum to 1)", "softmax + cross-entropy"),
+)}
+OUTPUT_RULES = {g.name: g for g in (
+    MatrixRule("sigmoid + binary cross-entropy", "a = σ(z) and the binary cross-entropy give dE/dz = a - y",
+               r"$\mathbf{a} = \sigma(\mathbf{z})$ and the binary cross-entropy give $\frac{\partial E}{\partial "
+               r"\mathbf{z}} = \mathbf{a} - \mathbf{y}$", "sigmoid + binary cross-entropy"),
+    MatrixRule("softmax", "∂ŷ/∂z = Diag(ŷ) - ŷ ŷ^T",
+               r"$\frac{\partial \hat{\mathbf{y}}}{\partial \mathbf{z}} = \operatorname{Diag}(\hat{\mathbf{y}}) - "
+               r"\hat{\mathbf{y}}\hat{\mathbf{y}}^{T}$", "softmax"),
+)}
 
 E = sp.Symbol("E")
 N = sp.Symbol("N", integer=True, positive=True)  # samples in a batch (columns)
@@ -372,7 +408,7 @@ class MatrixStep(Step):
 
 
 def _step(rule, lhs, rhs, node=None, because=()) -> MatrixStep:
-    return MatrixStep(rule, lhs, rhs, node, tuple(because), _shapes(lhs, rhs))
+    return MatrixStep(rule, lhs, rhs, node, tuple(because), shapes=_shapes(lhs, rhs))
 
 
 def _shapes(lhs, rhs):
@@ -399,50 +435,51 @@ def _named(expr):
 
 # -- the network ------------------------------------------------------------------------
 
-FUSED = ("softmax + cross-entropy", "sigmoid + binary cross-entropy")
-_LOSS_NAMES = {"half_sse": "half squared error", "mse": "mean squared error",
-               "cross_entropy": "cross-entropy", "binary_cross_entropy": "binary cross-entropy"}
-
-
 @dataclass(frozen=True)
 class _Layered:
     sizes: tuple[int, ...]
-    activations: tuple[str, ...]  # f_1..f_L; the last may be "softmax"
-    loss: str  # a key of _LOSS_NAMES
+    activations: tuple[Primitive, ...]  # f_1..f_L; the last may be softmax's record
+    loss: Primitive  # a loss record (its rule in .loss)
     reduction: str
-    fused: str | None  # one of FUSED, or None
+    fused: str | None  # the fused rule ("softmax + cross-entropy", ...) of output and loss, or None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.activations)
 
 
-def _layered(sizes, hidden, output, loss, reduction) -> _Layered:
+def _layered(sizes, hidden, output, loss, reduction, functions=None) -> _Layered:
+    """The layered network's records; ``functions`` adds a spec's defined activations."""
     sizes = tuple(sizes)
     if len(sizes) < 2 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes):
         raise NetworkError(f"sizes must be at least two positive integers, got {list(sizes)}")
     depth = len(sizes) - 1
-    hidden = [hidden] * (depth - 1) if isinstance(hidden, str) else list(hidden)
+    hidden = [hidden] * (depth - 1) if not isinstance(hidden, (list, tuple)) else list(hidden)
     if len(hidden) != depth - 1:
         raise NetworkError(f"{depth - 1} hidden layers but {len(hidden)} hidden activations")
-    for name in hidden + ([] if output == "softmax" else [output]):
-        if name not in fn.ACTIVATIONS:
-            known = ", ".join(sorted(fn.ACTIVATIONS))
-            raise NetworkError(f"unknown activation {name!r}; known: {known} (and softmax for the output)")
     if reduction not in ("sum", "mean"):
         raise NetworkError(f"reduction must be 'sum' or 'mean', not {reduction!r}")
-    fused = None
-    if loss == "softmax_cross_entropy":
-        if output not in ("softmax", "identity", "linear"):
-            raise NetworkError("softmax_cross_entropy takes logits: use output='identity' or 'softmax'")
-        output, loss = "softmax", "cross_entropy"
-    if loss not in _LOSS_NAMES:
-        raise NetworkError(f"unknown loss {loss!r}; known: {', '.join(sorted(_LOSS_NAMES))}, softmax_cross_entropy")
-    if output == "softmax" and loss == "cross_entropy":
-        fused = FUSED[0]
-    elif output == "sigmoid" and loss == "binary_cross_entropy":
-        fused = FUSED[1]
-    return _Layered(sizes, tuple(hidden) + (output,), loss, reduction, fused)
+    loss_record = fn.record_of(loss) if isinstance(loss, str) else loss
+    if loss_record is None or loss_record.loss is None:
+        known = ", ".join(sorted(fn.LOSSES))
+        raise NetworkError(f"unknown loss {loss!r}; known: {known}")
+    if loss_record.loss.logits:  # softmax_cross_entropy: the logits, then the fused softmax
+        if fn.record_of(output) not in (fn.record_of("softmax"), fn.record_of("identity")):
+            raise NetworkError(f"{loss_record.name} takes logits: use output='identity' or 'softmax'")
+        output = "softmax"
+    records = [_activation_record(f, functions) for f in hidden]
+    records.append(fn.record_of("softmax") if output == "softmax" else _activation_record(output, functions))
+    rule = loss_record.loss
+    fused = rule.fused[1] if rule.fused and records[-1].name == rule.fused[0] else None
+    return _Layered(sizes, tuple(records), loss_record, reduction, fused)
 
 
-def _activation_name(name):
-    return "identity" if name == "linear" else name
+def _activation_record(f, functions) -> Primitive:
+    try:
+        build = fn.activation(f, functions)
+    except ValueError as err:
+        raise NetworkError(f"{err} (and softmax for the output)") from None
+    return fn.record_of(build) or fn.record_of("identity")
 
 
 @dataclass(frozen=True)
@@ -498,19 +535,17 @@ def _latex_names(s: _Symbols, batch) -> dict:
 _U, _V = sp.Symbol("u_"), sp.Symbol("v_")
 
 
-def _forward_activation(name, z):
-    if name == "softmax":
+def _forward_activation(f: Primitive, z):
+    if f.name == "softmax":
         return Softmax(z)
-    f = fn.ACTIVATIONS[_activation_name(name)]
-    return Elementwise(sp.Lambda(_U, f(_U)), z)
+    return Elementwise(sp.Lambda(_U, f.build(_U)), z)
 
 
-def _derivative(name, z, a):
+def _derivative(f: Primitive, z, a):
     """f'(z) entry by entry with f(z) written as the output a (σ' = a ⊙ (1 - a)), or None
     when f' = 1 (identity: the Jacobian is I, the gate "z = x")."""
     u, v = _U, _V
-    f = fn.ACTIVATIONS[_activation_name(name)]
-    out = f(u)
+    out = f.build(u)
     d = sp.diff(out, u)
     if d == 1:
         return None
@@ -520,29 +555,29 @@ def _derivative(name, z, a):
     return Elementwise(sp.Lambda(tuple(var for var, _ in used), d), *[m for _, m in used])
 
 
-def _loss_gradient(loss, a, y, n_out):
-    """dE/da of the per-sample loss, entry by entry (a column; a matrix in the batch form)."""
-    u, v = _U, _V
-    if loss == "half_sse":
-        return a - y
-    if loss == "mse":
-        return sp.MatMul(2 / n_out, a - y)
-    if loss == "cross_entropy":
-        return Elementwise(sp.Lambda((u, v), -v / u), a, y)
-    return Elementwise(sp.Lambda((u, v), (u - v) / (u * (1 - u))), a, y)  # binary cross-entropy
+def _loss_gradient(loss: Primitive, a, y, n_out):
+    """dE/da of the per-sample loss, entry by entry (a column; a matrix in the batch form),
+    from the loss record's derivative: ``k (a - y)`` where it is linear in ``a - y``."""
+    rule = loss.loss
+    d = (rule.scale(n_out) * rule.gradient).xreplace({fn.U: _U, fn.V: _V})
+    k = sp.cancel(d / (_U - _V))
+    if not k.has(_U, _V):
+        return a - y if k == 1 else sp.MatMul(k, a - y)
+    return Elementwise(sp.Lambda((_U, _V), d), a, y)
 
 
-def _loss_definition(loss, a, y, n_out):
-    """The per-sample loss E as a 1x1 matrix expression (for the forward equations)."""
-    u, v = _U, _V
-    if loss == "half_sse":
-        return sp.MatMul(sp.S.Half, sp.Transpose(a - y), a - y)
-    if loss == "mse":
-        return sp.MatMul(1 / n_out, sp.Transpose(a - y), a - y)
-    if loss == "cross_entropy":
-        return sp.MatMul(-1, y.T, Elementwise(sp.Lambda(u, sp.log(u)), a))
-    ones = Ones(n_out)
-    return sp.MatMul(-1, ones.T, Elementwise(sp.Lambda((u, v), v * sp.log(u) + (1 - v) * sp.log(1 - u)), a, y))
+def _loss_definition(loss: Primitive, a, y, n_out):
+    """The per-sample loss E as a 1x1 matrix expression (for the forward equations): a
+    quadratic form where the entry is ``k (u - v)^2``, ``-y^T g(a)`` where it is ``-v g(u)``."""
+    rule = loss.loss
+    entry = rule.entry.xreplace({fn.U: _U, fn.V: _V})
+    k = sp.cancel(rule.scale(n_out) * entry / (_U - _V) ** 2)
+    if not k.has(_U, _V):
+        return sp.MatMul(k, sp.Transpose(a - y), a - y)
+    g = sp.cancel(-entry / _V)
+    if not g.has(_V):
+        return sp.MatMul(-1, y.T, Elementwise(sp.Lambda(_U, g), a))
+    return sp.MatMul(-1, Ones(n_out).T, Elementwise(sp.Lambda((_U, _V), -entry), a, y))
 
 
 # -- the derivation ---------------------------------------------------------------------
@@ -564,7 +599,7 @@ class MatrixDerivation:
         self.depth = len(net.sizes) - 1
         self.dims = tuple(sp.Symbol(f"n_{l}", integer=True, positive=True) for l in range(self.depth + 1))
         self.layout = LAYOUT
-        softmax_output = net.activations[-1] == "softmax"
+        softmax_output = net.activations[-1].name == "softmax"
         self.one = _symbols(self.dims, False, softmax_output)
         self.batch = _symbols(self.dims, True, softmax_output)
         self.names = {**_latex_names(self.one, False), **_latex_names(self.batch, True)}
@@ -586,7 +621,7 @@ class MatrixDerivation:
             out = _forward_activation(self.net.activations[l - 1], s.z[l - 1])
             steps.append(_step("z = Wx", s.z[l - 1], pre, node=s.z[l - 1]))
             rule = "softmax" if isinstance(out, Softmax) else "elementwise f"
-            steps.append(_step(rule, s.a[l], out, node=s.a[l], because=(_activation_name(self.net.activations[l - 1]),)))
+            steps.append(_step(rule, s.a[l], out, node=s.a[l], because=(self.net.activations[l - 1].name,)))
             program += [(s.z[l - 1], pre), (s.a[l], out)]
         return steps, program
 
@@ -612,12 +647,12 @@ class MatrixDerivation:
             program += [(Gradient(E, W), dW), (Gradient(E, b), db)]
             if l == 1:
                 break
-            below, name = s.delta[l - 2], self.net.activations[l - 2]
-            fprime = _derivative(name, s.z[l - 2], s.a[l - 1])
+            below, f = s.delta[l - 2], self.net.activations[l - 2]
+            fprime = _derivative(f, s.z[l - 2], s.a[l - 1])
             back = W.T * delta
             if batch:
                 rhs = back if fprime is None else sp.HadamardProduct(fprime, back)
-                because = ("z = Wx",) + (() if fprime is None else ("elementwise f", _activation_name(name)))
+                because = ("z = Wx",) + (() if fprime is None else ("elementwise f", f.name))
                 steps.append(_step("chain rule", below, rhs, node=s.z[l - 2], because=because))
             else:
                 jz = Jacobian(s.z[l - 1], s.a[l - 1])
@@ -629,7 +664,7 @@ class MatrixDerivation:
                     steps.append(_step("z = x", ja, sp.Identity(self.dims[l - 1]), node=s.a[l - 1]))
                     rhs = back
                 else:
-                    steps.append(_step("elementwise f", ja, DiagMatrix(fprime), node=s.a[l - 1], because=(_activation_name(name),)))
+                    steps.append(_step("elementwise f", ja, DiagMatrix(fprime), node=s.a[l - 1], because=(f.name,)))
                     rhs = sp.MatMul(DiagMatrix(fprime), W.T, delta)
                 steps.append(_step("substitute", below, rhs, node=s.z[l - 2]))
             program.append((below, rhs))
@@ -645,32 +680,32 @@ class MatrixDerivation:
             because = ("mean over the batch",) if scale != 1 else ()
             return rhs, [_step(net.fused, delta, rhs, node=z, because=because)]
         grad = _loss_gradient(net.loss, a, y, self.dims[-1])
-        name = net.activations[-1]
+        f, loss = net.activations[-1], net.loss.name
         steps = []
-        if name == "softmax":
+        if f.name == "softmax":
             if batch:  # column by column: J^T g = ŷ ⊙ g - ŷ (ŷ^T g)
                 n = Ones(self.dims[-1])
                 rhs = scaled(sp.HadamardProduct(a, grad - n * n.T * sp.HadamardProduct(a, grad)))
-                return rhs, [_step("softmax", delta, rhs, node=z, because=("loss gradient", net.loss))]
+                return rhs, [_step("softmax", delta, rhs, node=z, because=("loss gradient", loss))]
             jac = DiagMatrix(a) - a * a.T  # symmetric
             steps.append(_step("chain rule", delta, sp.MatMul(sp.Transpose(Jacobian(a, z)), Gradient(E, a)), node=z))
-            steps.append(_step("loss gradient", Gradient(E, a), grad, node=a, because=(net.loss,)))
+            steps.append(_step("loss gradient", Gradient(E, a), grad, node=a, because=(loss,)))
             steps.append(_step("softmax", Jacobian(a, z), jac, node=a, because=("softmax",)))
             rhs = sp.MatMul(jac, grad)
             steps.append(_step("substitute", delta, rhs, node=z))
             return rhs, steps
-        fprime = _derivative(name, z, a)
+        fprime = _derivative(f, z, a)
         if batch:
             rhs = scaled(grad if fprime is None else sp.HadamardProduct(fprime, grad))
-            because = ("loss gradient", net.loss) + (() if fprime is None else ("elementwise f", _activation_name(name)))
+            because = ("loss gradient", loss) + (() if fprime is None else ("elementwise f", f.name))
             return rhs, [_step("chain rule", delta, rhs, node=z, because=because)]
         steps.append(_step("chain rule", delta, sp.MatMul(sp.Transpose(Jacobian(a, z)), Gradient(E, a)), node=z))
-        steps.append(_step("loss gradient", Gradient(E, a), grad, node=a, because=(net.loss,)))
+        steps.append(_step("loss gradient", Gradient(E, a), grad, node=a, because=(loss,)))
         if fprime is None:
             steps.append(_step("z = x", Jacobian(a, z), sp.Identity(self.dims[-1]), node=a))
             rhs = grad
         else:
-            steps.append(_step("elementwise f", Jacobian(a, z), DiagMatrix(fprime), node=a, because=(_activation_name(name),)))
+            steps.append(_step("elementwise f", Jacobian(a, z), DiagMatrix(fprime), node=a, because=(f.name,)))
             rhs = sp.MatMul(DiagMatrix(fprime), grad)
         steps.append(_step("substitute", delta, rhs, node=z))
         return rhs, steps
@@ -680,13 +715,13 @@ class MatrixDerivation:
     @property
     def description(self) -> str:
         """``784-128-10, sigmoid hidden, softmax output, cross-entropy loss (sum)``."""
-        acts = self.net.activations
+        acts = self.net.names
         hidden = sorted(set(acts[:-1]))
         parts = ["-".join(map(str, self.sizes))]
         if hidden:
             parts.append(f"{'/'.join(hidden) if len(hidden) == 1 else ', '.join(acts[:-1])} hidden")
         parts.append(f"{acts[-1]} output")
-        parts.append(f"{_LOSS_NAMES[self.net.loss]} loss ({self.net.reduction} over a batch)")
+        parts.append(f"{self.net.loss.loss.title} loss ({self.net.reduction} over a batch)")
         return ", ".join(parts)
 
     def dimension_values(self) -> dict:
@@ -694,40 +729,12 @@ class MatrixDerivation:
         return dict(zip(self.dims, self.sizes))
 
     def __str__(self) -> str:
-        lines = [f"Matrix form: {self.description}",
-                 f"Layout: {self.layout}",
-                 "Sizes: " + ", ".join(f"{n} = {v}" for n, v in zip(self.dims, self.sizes)),
-                 "", "Forward (one sample; a^0 = x):"]
-        lines += [_format_step(s, rule=False) for s in self.forward]
-        lines.append(f"  E = {text(self.loss)}")
-        lines += ["", "Backward (one sample):"]
-        lines += [_format_step(s) for s in self.steps]
-        reduce = "E = 1/N sum of the samples' losses" if self.net.reduction == "mean" else "E = sum of the samples' losses"
-        lines += ["", f"Batch of N samples (columns of X; {reduce}):"]
-        lines += [_format_step(s, rule=False) for s in self.batch_forward]
-        lines += [_format_step(s) for s in self.batch_steps]
-        return "\n".join(lines)
+        from .report import text
+
+        return text(self)
 
     def __repr__(self):
         return f"<MatrixDerivation {self.description}>"
-
-    def to_json(self) -> dict:
-        """The derivation as data: every step with its rule, equation and shapes."""
-        def steps(items):
-            return [{"rule": s.rule, "equation": f"{text(s.lhs)} = {text(s.rhs)}", "because": list(s.because),
-                     "shapes": {text(q): [text(r), text(c)] for q, (r, c) in s.shapes}} for s in items]
-
-        return {
-            "form": "matrix",
-            "network": self.description,
-            "layout": self.layout,
-            "sizes": {text(n): v for n, v in zip(self.dims, self.sizes)},
-            "loss": f"E = {text(self.loss)}",
-            "forward": steps(self.forward),
-            "steps": steps(self.steps),
-            "batch_forward": steps(self.batch_forward),
-            "batch_steps": steps(self.batch_steps),
-        }
 
     # -- numbers
 
@@ -766,22 +773,17 @@ class MatrixDerivation:
         return self._loss_number(env)
 
     def _loss_number(self, env) -> float:
-        net = self.net
+        net, rule = self.net, self.net.loss.loss
         a, z, y = env[self._keys["out"]], env[self._keys["logits"]], env[self._keys["y"]]
-        if net.fused == FUSED[0]:  # log-sum-exp on the logits
+        if net.fused == "softmax + cross-entropy":  # log-sum-exp on the logits
             top = z.max(axis=0, keepdims=True)
             lse = top + np.log(np.exp(z - top).sum(axis=0, keepdims=True))
             total = -float(np.sum(y * (z - lse)))
-        elif net.fused == FUSED[1]:  # -(y log σ(z) + (1 - y) log(1 - σ(z))) = softplus(z) - y z
+        elif net.fused == "sigmoid + binary cross-entropy":  # -(y log σ(z) + (1 - y) log(1 - σ(z))) = softplus(z) - y z
             total = float(np.sum(np.logaddexp(0, z) - y * z))
-        elif net.loss == "half_sse":
-            total = 0.5 * float(np.sum((a - y) ** 2))
-        elif net.loss == "mse":
-            total = float(np.sum((a - y) ** 2)) / a.shape[0]
-        elif net.loss == "cross_entropy":
-            total = -float(np.sum(y * np.log(a)))
-        else:
-            total = -float(np.sum(y * np.log(a) + (1 - y) * np.log(1 - a)))
+        else:  # the record's entries; scale p/q applied as * p / q (1/n divides, as the formula)
+            scale = sp.Rational(rule.scale(sp.Integer(a.shape[0])))
+            total = float(np.sum(rule.numpy(a, y))) * int(scale.p) / int(scale.q)
         return total / y.shape[1] if net.reduction == "mean" else total
 
     def gradient(self, values: LayeredValues) -> MatrixGradient:
@@ -798,12 +800,8 @@ class MatrixDerivation:
 
     def random_values(self, batch: int = 1, seed: int = 0, dtype=np.float64) -> LayeredValues:
         """Random weights and data fit for this network's loss (see :func:`random_layered`)."""
-        if self.net.fused == FUSED[0] or self.net.loss == "cross_entropy":
-            targets = "onehot"
-        elif self.net.loss == "binary_cross_entropy":
-            targets = "binary"
-        else:
-            targets = "normal"
+        fused = self.net.loss.loss.fused
+        targets = {None: "normal", "softmax": "onehot", "sigmoid": "binary"}[fused and fused[0]]
         return random_layered(self.sizes, batch, seed, targets=targets, dtype=dtype)
 
     # -- explicit entries (the cross-check with the scalar form)
@@ -843,18 +841,8 @@ def _explicit(expr):
     return new.doit(deep=False) if isinstance(new, MatrixExpr) else new
 
 
-def _format_step(s: MatrixStep, rule=True) -> str:
-    eq = f"  {text(s.lhs)} = {text(s.rhs)}"
-    shapes = ", ".join(f"{text(q)}: {_shape_text(shape)}" for q, shape in s.shapes)
-    why = s.rule + (": " + "; ".join(s.because) if s.because else "")
-    return f"{eq}    [{why}]    ({shapes})" if rule else f"{eq}    ({shapes})"
-
-
-def _shape_text(shape) -> str:
-    return "×".join(text(d) for d in shape)
-
-
-def derive_matrix(sizes, hidden="sigmoid", output="identity", loss="half_sse", *, reduction="sum") -> MatrixDerivation:
+def derive_matrix(sizes, hidden="sigmoid", output="identity", loss="half_sse", *, reduction="sum",
+                  functions=None) -> MatrixDerivation:
     """Derive backpropagation for a layered network in matrix form.
 
     ``sizes`` lists the layer widths from inputs to outputs; ``hidden`` is one activation
@@ -869,38 +857,16 @@ def derive_matrix(sizes, hidden="sigmoid", output="identity", loss="half_sse", *
     >>> print(text(d.program[3][1]))
     Diag(1 - (a^1)^2) (W^2)^T δ^2
     """
-    return MatrixDerivation(_layered(sizes, hidden, output, loss, reduction))
+    return MatrixDerivation(_layered(sizes, hidden, output, loss, reduction, functions))
 
 
 # -- NumPy: compiling matrix expressions into closures ----------------------------------
 # One closure per node of the expression, built once; running a step is a few Python
 # calls around NumPy's matrix products, so the overhead does not grow with the widths.
 
-def _sigmoid(z):
-    """1 / (1 + exp(-z)) in place: exp(-z) may overflow to inf, which gives the right
-    limit 0 (only values below 1e-308 are lost), never a NaN."""
-    t = np.negative(z)
-    with np.errstate(over="ignore"):
-        np.exp(t, out=t)
-    t += 1
-    return np.reciprocal(t, out=t)
-
-
 def _softmax_columns(z):
     e = np.exp(z - z.max(axis=0, keepdims=True))
     return e / e.sum(axis=0, keepdims=True)
-
-
-NUMPY_FUNCTIONS = {
-    "sigmoid": _sigmoid,
-    "tanh": np.tanh,
-    "relu": lambda z: np.maximum(z, 0),
-    "step": lambda z: (z > 0).astype(z.dtype),
-    "softplus": lambda z: np.logaddexp(0, z),
-    "leaky_relu": lambda z, a: np.where(z > 0, z, a * z),
-    "exp": np.exp,
-    "log": np.log,
-}
 
 
 def _key(expr) -> str:
@@ -950,10 +916,10 @@ def _compile(expr):
         arg = _compile(expr.args[0])
         return lambda env: _softmax_columns(arg(env))
     if isinstance(expr, sp.Function):
-        name = type(expr).__name__
-        if name not in NUMPY_FUNCTIONS:
-            raise NetworkError(f"no NumPy form for {name}")
-        f = NUMPY_FUNCTIONS[name]
+        record = fn.record_of(expr)
+        if record is None or record.numpy is None:
+            raise NetworkError(f"no NumPy form for {type(expr).__name__}")
+        f = record.numpy
         args = [_compile(a) for a in expr.args]
         return lambda env: f(*[g(env) for g in args])
     raise NetworkError(f"cannot evaluate {type(expr).__name__} numerically: {expr}")
@@ -1034,41 +1000,14 @@ class MatrixGradient:
     def batch(self) -> int:
         return self.activations[0].shape[1]
 
-    def to_json(self) -> dict:
-        """``{"form", "loss", "batch", "summary", "gradient"}``; ``gradient`` (nested lists,
-        rows of dE/dW^l) only up to ``MAX_LISTED`` numbers in all, else None and a note."""
-        named = self.named()
-        total = sum(g.size for g in named.values())
-        record = {
-            "form": "matrix",
-            "loss": _plain(self.loss),
-            "batch": self.batch,
-            "summary": {k: {"shape": list(g.shape), "norm": _plain(np.linalg.norm(g)), "max_abs": _plain(np.abs(g).max())}
-                        for k, g in named.items()},
-            "gradient": {k: [[_plain(x) for x in row] for row in g] for k, g in named.items()} if total <= MAX_LISTED else None,
-        }
-        if total > MAX_LISTED:
-            record["note"] = f"{total:,} gradient entries: only their summary is listed (at most {MAX_LISTED:,})"
-        return record
-
     def __str__(self) -> str:
-        lines = [f"loss E = {_plain(self.loss):.10g}  (batch of {self.batch})", ""]
-        named = self.named()
-        width = max(len(k) for k in named) + 6
-        for k, g in named.items():
-            lines.append(f"dE/d{k}".ljust(width) + f"{g.shape[0]}×{g.shape[1]}  "
-                         f"norm {_plain(np.linalg.norm(g)):.6g}  max |entry| {_plain(np.abs(g).max()):.6g}")
-            if g.size <= MAX_SHOWN:
-                lines += ["    " + "  ".join(f"{_plain(x):>11.6g}" for x in row) for row in g]
-        return "\n".join(lines)
+        from .report import text
+
+        return text(self)
 
 
 MAX_LISTED = 100_000  # gradient entries listed in JSON
 MAX_SHOWN = 40  # entries of one matrix shown in text
-
-
-def _plain(x) -> float:
-    return float(x) + 0.0  # a Python float, no -0.0
 
 
 def _check_values(sizes, values: LayeredValues):
@@ -1177,11 +1116,17 @@ def scalar_values(values: LayeredValues) -> dict:
     return out
 
 
+def derive_layers(layers) -> MatrixDerivation:
+    """The matrix derivation of a spec's ``[layers]`` table (:class:`symprop.spec.Layers`),
+    its defined activations included."""
+    return derive_matrix(layers.sizes, layers.hidden, layers.output, layers.loss, reduction=layers.reduction,
+                         functions=layers.functions)
+
+
 def from_layers(layers) -> tuple[MatrixDerivation, LayeredValues]:
-    """The derivation and the numbers of a spec's ``[layers]`` table
-    (:class:`symprop.spec.Layers`): its ``[values]`` if it has any, else random ones
-    drawn with its ``seed`` for a batch of ``batch`` samples."""
-    d = derive_matrix(layers.sizes, layers.hidden, layers.output, layers.loss, reduction=layers.reduction)
+    """The derivation and the numbers of a spec's ``[layers]`` table: its ``[values]`` if it
+    has any, else random ones drawn with its ``seed`` for a batch of ``batch`` samples."""
+    d = derive_layers(layers)
     if layers.values:
         return d, values_from_scalar(d.sizes, layers.values)
     return d, d.random_values(layers.batch, layers.seed)
@@ -1209,7 +1154,7 @@ def mlp_bindings(d: MatrixDerivation, form: str = "layer") -> dict:
         out[s.W[l - 1]], out[s.b[l - 1]] = W, b
         a = col(f"a_{l}_{{j}}", sizes[l])
         out[s.z[l - 1]] = col(f"z_{l}_{{j}}", sizes[l]) if form == "layer" else W * previous + b
-        if l == d.depth and d.net.activations[-1] == "softmax":
+        if l == d.depth and d.net.activations[-1].name == "softmax":
             # mlp names the logits a_L_j (identity nodes) and, without the fused loss, ŷ y_j
             logits = list(a)
             out[s.a[l]] = (sp.ImmutableMatrix([fn.softmax(k, *logits) for k in range(1, sizes[l] + 1)])
@@ -1218,66 +1163,3 @@ def mlp_bindings(d: MatrixDerivation, form: str = "layer") -> dict:
             out[s.a[l]] = a
         previous = a
     return out
-
-
-# -- LaTeX worked solution ---------------------------------------------------------------
-
-def _latex_step(step: MatrixStep, names) -> dict:
-    return {
-        "lhs": latex(step.lhs, names),
-        "rhs": latex(step.rhs, names),
-        "rule": step.rule,
-        "because": list(step.because),
-        "shapes": [{"name": latex(q, names), "rows": latex(r, names), "cols": latex(c, names)} for q, (r, c) in step.shapes],
-    }
-
-
-def matrix_solution_context(d: MatrixDerivation, *, title=None, standalone=True) -> dict:
-    """The data ``templates/matrix_solution.tex.j2`` receives: printed LaTeX strings."""
-    names = d.names
-    acts = d.net.activations
-    rules = {s.rule for s in d.forward + d.steps + d.batch_forward + d.batch_steps}
-    return {
-        "title": title,
-        "standalone": standalone,
-        "description": d.description,
-        "sizes": [{"name": latex(n), "value": str(v)} for n, v in zip(d.dims, d.sizes)],
-        "depth": d.depth,
-        "reduction": d.net.reduction,
-        "fused": d.net.fused,
-        "softmax_output": acts[-1] == "softmax",
-        "loss": latex(d.loss, names),
-        "loss_name": d.net.loss,
-        "forward": [_latex_step(s, names) for s in d.forward],
-        "steps": [_latex_step(s, names) for s in d.steps],
-        "batch_forward": [_latex_step(s, names) for s in d.batch_forward],
-        "batch_steps": [_latex_step(s, names) for s in d.batch_steps],
-        "gates": [g for g in GATES if g in rules],
-        "rules": sorted(rules),
-        "activations": sorted({_activation_name(a) for a in acts} - {"identity"}),
-        "quantities": _quantities(d, names),
-    }
-
-
-def _quantities(d: MatrixDerivation, names) -> list[dict]:
-    """Every named matrix once, with its symbolic shape and its shape at the given sizes."""
-    seen = {}
-    for step in d.forward + d.steps + d.batch_forward + d.batch_steps:
-        for q, shape in step.shapes:
-            seen.setdefault(q, shape)
-    values = d.dimension_values()
-    rows = []
-    for q, (r, c) in seen.items():
-        rows.append({
-            "name": latex(q, names), "rows": latex(r), "cols": latex(c),
-            "rows_value": latex(r.xreplace(values)), "cols_value": latex(c.xreplace(values)),
-        })
-    return rows
-
-
-def render_matrix_solution(d: MatrixDerivation, *, title=None, standalone=True) -> str:
-    """The matrix derivation as a LaTeX worked solution (``templates/matrix_solution.tex.j2``)."""
-    from .render import environment
-
-    context = matrix_solution_context(d, title=title, standalone=standalone)
-    return environment().get_template("matrix_solution.tex.j2").render(context)

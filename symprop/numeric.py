@@ -44,8 +44,10 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 import sympy as sp
@@ -56,7 +58,7 @@ from .graph import Network, NetworkError
 
 __all__ = [
     "NumericError", "Gradient", "Check", "CheckRow", "PathTerm", "Descent", "Flow", "Layer",
-    "gradient", "check", "step", "flow", "numpy_functions",
+    "gradient", "check", "step", "flow", "Evaluator", "PRECISION",
     "STEP", "GOOD", "OK", "SUSPICIOUS", "SATURATION", "PROB_FLOOR", "PROB_CEIL",
 ]
 
@@ -79,85 +81,12 @@ class NumericError(NetworkError):
     """A network that cannot be evaluated at the given values; names the symbol at fault."""
 
 
-# -- NumPy implementations of symprop's functions -------------------------------------------
-
-def _sigmoid(x):
-    x = np.asarray(x, dtype=float)
-    e = np.exp(-np.abs(x))  # never overflows; 1/(1+e) and e/(1+e) are both exact-ish
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
-
-
-def _softplus(x):
-    return np.logaddexp(0.0, x)
-
-
-def _step(x):
-    return np.where(np.asarray(x) > 0, 1.0, 0.0)
-
-
-def _relu(x):
-    return np.where(np.asarray(x) > 0, x, 0.0)
-
-
-def _leaky_relu(x, a=0.01):
-    return np.where(np.asarray(x) > 0, x, np.multiply(a, x))
-
-
-def _maximum(a, b):
-    return np.where(np.asarray(a) >= b, a, b)  # tie: the first argument (functions.py)
-
-
-def _minimum(a, b):
-    return np.where(np.asarray(a) <= b, a, b)
-
-
-def _logits(z):
-    arrays = np.broadcast_arrays(*[np.asarray(v, dtype=float) for v in z])
-    top = np.maximum.reduce(arrays)
-    return arrays, top
-
-
-def _logsumexp(*z):
-    arrays, top = _logits(z)
-    return top + np.log(sum(np.exp(v - top) for v in arrays))
-
-
-def _softmax(k, *z):
-    arrays, top = _logits(z)
-    e = [np.exp(v - top) for v in arrays]
-    return e[int(k) - 1] / sum(e)
-
+# -- NumPy forms ----------------------------------------------------------------------------
+# Each primitive's stable NumPy form is in its record (symprop.functions); the compiled
+# programs add the stable form of log softmax, which only forward programs use.
 
 def _log_softmax(k, *z):
-    return np.asarray(z[int(k) - 1], dtype=float) - _logsumexp(*z)
-
-
-def _softmax_cross_entropy(n, *args):
-    n = int(n)
-    lse = _logsumexp(*args[:n])
-    return -sum(np.multiply(t, np.subtract(z, lse)) for z, t in zip(args[:n], args[n:]))
-
-
-def _zero(*args):
-    return np.zeros(np.broadcast(*[np.asarray(a) for a in args]).shape)
-
-
-_NUMPY = {
-    "sigmoid": _sigmoid, "softplus": _softplus, "step": _step, "relu": _relu,
-    "leaky_relu": _leaky_relu, "maximum": _maximum, "minimum": _minimum, "softmax": _softmax,
-    "softmax_cross_entropy": _softmax_cross_entropy, "log_softmax": _log_softmax,
-    "DiracDelta": _zero,  # the derivative of step and sign: 0 almost everywhere
-}
-
-
-def numpy_functions() -> dict[str, Callable]:
-    """The stable NumPy implementation of each symprop function, by class name.
-
-    >>> f = numpy_functions()
-    >>> float(f["sigmoid"](-1000.0)), float(f["softplus"](1000.0)), float(f["softmax"](1, 1000.0, 0.0))
-    (0.0, 1000.0, 1.0)
-    """
-    return dict(_NUMPY)
+    return np.asarray(z[int(k) - 1], dtype=float) - F.np_logsumexp(*z)
 
 
 class log_softmax(sp.Function):
@@ -198,14 +127,16 @@ def _stable_logs(expr: sp.Expr, probabilities) -> sp.Expr:
                         lambda e: stable(e.args[0]))
 
 
-def _bindings(bind) -> dict[str, str]:
-    bind = dict(bind or {})
-    for name, activation in bind.items():
-        if activation not in F.ACTIVATIONS:
-            raise NumericError(
-                f"cannot bind {name} to {activation!r}; known activations: {', '.join(sorted(F.ACTIVATIONS))}"
-            )
-    return bind
+def _bindings(bind) -> dict[str, Callable]:
+    """Each generic function's activation: a name (a built-in) or a callable (a defined
+    function's class), as the activation itself."""
+    out = {}
+    for name, act in dict(bind or {}).items():
+        try:
+            out[name] = F.activation(act)
+        except ValueError as err:
+            raise NumericError(f"cannot bind {name}: {err}") from None
+    return out
 
 
 def _generic_namespace(exprs, bind) -> dict[str, Callable]:
@@ -223,8 +154,8 @@ def _generic_namespace(exprs, bind) -> dict[str, Callable]:
                 f"--bind {name}=tanh on the command line, [bind] {name} = \"tanh\" in the spec, or "
                 f"bind={{'{name}': 'tanh'}} in Python (known: {', '.join(sorted(F.ACTIVATIONS))})"
             )
-        f = sp.diff(F.ACTIVATIONS[bind[name]](u), u, cls.order)
-        namespace[cls.__name__] = sp.lambdify([u], f, modules=[_NUMPY, "numpy"])
+        f = sp.diff(bind[name](u), u, cls.order)
+        namespace[cls.__name__] = sp.lambdify([u], f, modules=[F.numpy_namespace([f]), "numpy"])
     return namespace
 
 
@@ -257,7 +188,11 @@ class _Program:
                 name = getattr(d.expr, "func", d.expr).__name__
                 raise NumericError(f"no numeric derivative rule for {name}: its derivative stays unevaluated ({f})")
         exprs = [e for _, e in forward] + list(chains)
-        self.namespace = dict(_NUMPY)
+        self.namespace = {"log_softmax": _log_softmax}
+        try:
+            self.namespace.update(F.numpy_namespace(exprs))
+        except ValueError as err:
+            raise NumericError(str(err)) from None
         self.namespace.update(_generic_namespace(exprs, bind))
         self.printer = NumPyPrinter({
             "fully_qualified_modules": False, "inline": True, "allow_unknown_functions": True,
@@ -409,10 +344,14 @@ def _column(v, m) -> np.ndarray:
     return v if v.shape == (m,) else np.broadcast_to(v, (m,)).copy()
 
 
+# One compiled program per (network, binding), kept while the network lives.
+_PROGRAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _program(net: Network, bind=None) -> _Program:
     bind = _bindings(bind)
-    cache = net.__dict__.setdefault("_numeric", {})
-    key = tuple(sorted(bind.items()))
+    cache = _PROGRAMS.setdefault(net, {})
+    key = tuple(sorted((name, id(f)) for name, f in bind.items()))
     if key not in cache:
         cache[key] = _Program(net, bind)
     return cache[key]
@@ -492,10 +431,6 @@ def _reduce(net, total, m):
     return total / m if net.reduction == "mean" else total
 
 
-def _plain(x: float) -> float:
-    return float(x) + 0.0  # no -0.0 in output
-
-
 # -- the gradient ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -513,38 +448,12 @@ class Gradient:
     gradient: dict
     batched: bool
 
-    def to_json(self) -> dict:
-        """The CLI's JSON: ``{"loss", "values", "deltas", "gradient"}`` keyed by identifiers."""
-        return {
-            "loss": _plain(self.loss),
-            "values": {str(k): self._sample(v) for k, v in self.values.items()},
-            "deltas": {str(k): self._sample(v) for k, v in self.deltas.items()},
-            "gradient": {str(s): _plain(v) for s, v in self.gradient.items()},
-        }
-
-    def _sample(self, v):
-        return [_plain(x) for x in v] if self.batched else _plain(v[0])
-
     def __str__(self) -> str:
-        net = self.network
-        m = len(next(iter(self.values.values())))
-        shown = min(m, MAX_COLUMNS)
-        lines = [f"loss {net.loss} = {_num(self.loss)}" + (f"  ({net.reduction} over {m} samples)" if self.batched else "")]
-        cols = [""] if not self.batched else [f"[{i + 1}]" for i in range(shown)]
-        header = ["node"] + [f"value{c}" for c in cols] + [f"d{net.loss}/dnode{c}" for c in cols]
-        rows = [
-            [str(k)] + [_num(v) for v in self.values[k][:shown]] + [_num(d) for d in self.deltas[k][:shown]]
-            for k in net.order
-        ]
-        lines += ["", _table(header, rows)]
-        if shown < m:
-            lines.append(f"(the first {shown} of {m} samples; --format json lists them all)")
-        rows = [[f"d{net.loss}/d{s}", _num(v), net.role(s)] for s, v in self.gradient.items()]
-        lines += ["", _table(["gradient", "value", "of"], rows)]
-        return "\n".join(lines)
+        from .report import text
+
+        return text(self)
 
 
-MAX_COLUMNS = 6  # samples shown side by side in text tables
 
 
 def gradient(net: Network, values, bind=None) -> Gradient:
@@ -651,54 +560,10 @@ class Check:
         """Names of the parameters whose check failed (suspicious or wrong)."""
         return list(dict.fromkeys(str(r.name) for r in self.rows + self.against if r.failed))
 
-    def to_json(self) -> dict:
-        def row(r, other):
-            record = {"engine": _plain(r.engine), other: _plain(r.other),
-                      "relative_error": _plain(r.rel_error), "verdict": r.verdict}
-            if r.expression is not None:
-                record["expression"] = r.expression
-            if r.failed:
-                record["paths"] = [
-                    {"path": [str(s) for s in p.path],
-                     "factors": [[_plain(x) for x in f] if self.batched else _plain(f[0]) for f in p.factors],
-                     "value": _plain(p.value)}
-                    for p in r.paths
-                ]
-                if r.note:
-                    record["note"] = r.note
-            return record
-
-        return {
-            "loss": _plain(self.loss),
-            "step": STEP,
-            "parameters": {str(r.name): row(r, "numeric") for r in self.rows},
-            "against": {str(r.name): row(r, "yours") for r in self.against},
-            "passed": self.passed,
-        }
-
     def __str__(self) -> str:
-        net = self.network
-        lines = [f"gradient check of d{net.loss}/dw at {net.loss} = {_num(self.loss)}: central differences, "
-                 f"step {STEP:g}·max(1, |w|)"]
-        header = ["param", "engine", "numeric", "rel. error", "verdict"]
-        rows = [[str(r.name), _num(r.engine), _num(r.other), f"{r.rel_error:.1e}", r.verdict] for r in self.rows]
-        lines += ["", _table(header, rows)]
-        if self.against:
-            header = ["param", "engine", "yours", "rel. error", "verdict", "your expression"]
-            rows = [[str(r.name), _num(r.engine), _num(r.other), f"{r.rel_error:.1e}", r.verdict, r.expression]
-                    for r in self.against]
-            lines += ["", _table(header, rows)]
-        for r in self.rows + self.against:
-            if r.failed:
-                lines += ["", f"{r.name}: {r.verdict}; its path terms (d{net.loss}/d{r.name} is their sum):"]
-                for p in r.paths:
-                    factors = "" if self.batched else " = " + "·".join(f"({_num(f[0])})" for f in p.factors)
-                    lines.append(f"  {p.chain()}{factors} = {_num(p.value)}")
-                if r.note:
-                    lines.append(f"  {r.note}")
-        lines += ["", "passed" if self.passed else "FAILED: " + ", ".join(self.failures)]
-        lines.append(f"(verdicts: good <= {GOOD:g} < ok <= {OK:g} < suspicious <= {SUSPICIOUS:g} < wrong)")
-        return "\n".join(lines)
+        from .report import text
+
+        return text(self)
 
 
 def check(net: Network, values, bind=None, against=None) -> Check:
@@ -712,8 +577,8 @@ def check(net: Network, values, bind=None, against=None) -> Check:
     (<= 1e-4), ``suspicious`` (<= 1e-2), ``wrong``; the last two fail.
 
     ``against`` maps parameters or inputs (Symbol or name) to your gradient expression
-    (a SymPy expression, or text read by :func:`symprop.spec.parse_expression`) in the
-    network's symbols, per sample; it is reduced over a batch like the gradient and compared
+    (a SymPy expression; text is read by :func:`symprop.spec.parse_expression` first) in
+    the network's symbols, per sample; it is reduced over a batch like the gradient and compared
     with the engine's, floor ``AGAINST_FLOOR * max(1, |E|)``. A failing row lists the
     parameter's path terms with their values.
 
@@ -721,7 +586,7 @@ def check(net: Network, values, bind=None, against=None) -> Check:
     >>> from symprop import Network
     >>> x, t, w, E = sp.symbols("x t w E")
     >>> net = Network({E: (w*x - t)**2/2}, loss=E, params=[w], inputs=[x], targets=[t])
-    >>> c = check(net, {"x": 2.0, "t": 1.0, "w": 1.0}, against={"w": "(w*x - t)"})
+    >>> c = check(net, {"x": 2.0, "t": 1.0, "w": 1.0}, against={"w": w*x - t})
     >>> c.rows[0].verdict, c.against[0].verdict, c.failures
     ('good', 'wrong', ['w'])
     """
@@ -748,7 +613,6 @@ def check(net: Network, values, bind=None, against=None) -> Check:
         s = net.symbol(name) if isinstance(name, str) else name
         if s not in net.params and s not in net.inputs:
             raise NumericError(f"against: {s} is not a parameter or an input", s)
-        text = expr if isinstance(expr, str) else None
         expr = _user_expression(net, s, expr)
         args, fn = program.extra(("against", expr), expr)
         values_ = {**point.leaves, **result.values}
@@ -758,8 +622,7 @@ def check(net: Network, values, bind=None, against=None) -> Check:
         yours = _reduce(net, float(_column(fn(*[values_[a_] for a_ in args]), point.m).sum()), point.m)
         a = result.gradient[s]
         rel = abs(a - yours) / max(abs(a), abs(yours), AGAINST_FLOOR * max(1.0, abs(result.loss)))
-        shown = text if text is not None else str(expr)
-        against_rows.append(CheckRow(s, a, yours, rel, _verdict(rel), expression=shown))
+        against_rows.append(CheckRow(s, a, yours, rel, _verdict(rel), expression=expr))
     if any(r.failed for r in rows + against_rows):
         _, partials = _gradient(program, point, keep_partials=True)
         rows = [_with_paths(net, r, partials, point.m) for r in rows]
@@ -768,20 +631,11 @@ def check(net: Network, values, bind=None, against=None) -> Check:
 
 
 def _user_expression(net, s, expr):
-    if isinstance(expr, str):
-        from .spec import parse_expression
-
-        symbols = {x.name: x for x in net.symbols}
-        functions = {}
-        for e in net.nodes.values():
-            for a in e.atoms(F.GenericFunction):
-                functions[type(a).base_name] = F.generic(type(a).base_name)
-                functions[type(a).base_name + "_prime"] = F.generic(type(a).base_name, 1)
-        return parse_expression(expr, symbols, functions, where=f"against {s}")
     try:
         return F.as_expr(expr)
     except TypeError:
-        raise NumericError(f"against {s}: {expr!r} is not a SymPy expression", s) from None
+        raise NumericError(f"against {s}: {expr!r} is not a SymPy expression (text is read by "
+                           "symprop.spec.parse_expression)", s) from None
 
 
 def _with_paths(net, row, partials, m):
@@ -817,24 +671,10 @@ class Descent:
     history: tuple
     lr: float
 
-    def to_json(self) -> dict:
-        """The CLI's JSON: ``{"loss_before", "loss_after", "params", "gradient"}``."""
-        return {
-            "loss_before": _plain(self.loss_before),
-            "loss_after": _plain(self.loss_after),
-            "params": {str(p): _plain(v) for p, v in self.params.items()},
-            "gradient": {str(p): _plain(v) for p, v in self.gradient.items()},
-        }
-
     def __str__(self) -> str:
-        net = self.network
-        n = len(self.history)
-        lines = [f"{n} step{'s' * (n != 1)} of gradient descent, learning rate {self.lr:g}",
-                 f"loss {net.loss}: {_num(self.loss_before)} -> {_num(self.loss_after)}", ""]
-        rows = [[str(p), _num(self.gradient[p]), _num(v), "" if p in self.updated else "(fixed)"]
-                for p, v in self.params.items()]
-        lines.append(_table(["param", f"d{net.loss}/dw at start", "new value", ""], rows))
-        return "\n".join(lines).rstrip()
+        from .report import text
+
+        return text(self)
 
 
 def step(net: Network, values, lr: float, *, steps: int = 1, only=None, batch_size: int | None = None,
@@ -947,54 +787,25 @@ class Flow:
     dead: tuple
     fraction: dict
 
-    def to_json(self) -> dict:
-        return {
-            "loss": _plain(self.loss),
-            "nodes": {str(k): {"depth": self.depth[k], "delta": _plain(self.delta[k])} for k in self.depth},
-            "layers": [
-                {"depth": l.depth, "nodes": [str(k) for k in l.nodes], "delta_norm": _plain(l.delta_norm),
-                 "params": [str(p) for p in l.params],
-                 "gradient_norm": None if l.gradient_norm is None else _plain(l.gradient_norm)}
-                for l in self.layers
-            ],
-            "ratio": None if self.ratio is None else _plain(self.ratio),
-            "saturated": [str(k) for k in self.saturated],
-            "dead": [str(k) for k in self.dead],
-        }
-
     def __str__(self) -> str:
-        net = self.network
-        flags = {**{k: "saturated" for k in self.saturated}, **{k: "dead" for k in self.dead}}
-        rows = []
-        for k in self.depth:
-            share = self.fraction.get(k)
-            note = flags.get(k, "")
-            if not note and share:
-                note = f"{share:.0%} of samples saturated/off"
-            rows.append([str(k), str(self.depth[k]), _num(self.delta[k]), note])
-        lines = [f"gradient flow at {net.loss} = {_num(self.loss)}", "",
-                 _table(["node", "depth", f"|d{net.loss}/dnode|", ""], rows), ""]
-        rows = [[str(l.depth), " ".join(map(str, l.nodes)), _num(l.delta_norm),
-                 "" if l.gradient_norm is None else _num(l.gradient_norm)] for l in self.layers]
-        lines.append(_table(["depth", "nodes", "delta norm", "param gradient norm"], rows))
-        lines.append("")
-        ratio = "n/a" if self.ratio is None else _num(self.ratio)
-        lines.append(f"first/last layer gradient norm ratio: {ratio}")
-        lines.append("saturated sigmoid/tanh units: " + (", ".join(map(str, self.saturated)) or "none")
-                     + f"  (f'(u) < {SATURATION:g} in every sample)")
-        lines.append("dead relu units: " + (", ".join(map(str, self.dead)) or "none")
-                     + "  (u <= 0 in every sample)")
-        return "\n".join(lines)
+        from .report import text
+
+        return text(self)
 
 
-def _unit_kind(expr, bind) -> str | None:
-    """'squash' for sigmoid/tanh units, 'relu' for relu units (bound generics included)."""
-    name = None
-    if isinstance(expr, F.GenericFunction) and expr.order == 0:
-        name = bind.get(expr.base_name)
-    elif isinstance(expr, (F.sigmoid, sp.tanh, F.relu)):
-        name = {F.sigmoid: "sigmoid", sp.tanh: "tanh", F.relu: "relu"}[type(expr)]
-    return {"sigmoid": "squash", "tanh": "squash", "relu": "relu"}.get(name)
+def _unit(expr, bind):
+    """A unit ``f(u)`` whose derivative can vanish: ``(kind, f applied to its input)``, kind
+    "squash" for a saturating activation (sigmoid, tanh), "dying" for one that is flat on
+    a side (relu); generic units by their binding. None for anything else."""
+    if not isinstance(expr, sp.Function) or len(expr.args) != 1:
+        return None
+    f = expr
+    if isinstance(expr, F.GenericFunction) and expr.order == 0 and expr.base_name in bind:
+        f = bind[expr.base_name](expr.args[0])
+    record = F.record_of(f)
+    if record is None or not record.activation:
+        return None
+    return ("squash" if record.saturating else "dying" if record.dying else None), f
 
 
 def _depths(net) -> dict:
@@ -1032,11 +843,12 @@ def flow(net: Network, values, bind=None) -> Flow:
         ratio = with_params[0].gradient_norm / with_params[-1].gradient_norm
     saturated, dead, fraction = [], [], {}
     for k in net.order:
-        expr = net.nodes[k]
-        kind = _unit_kind(expr, program.bind)
+        kind, f = _unit(net.nodes[k], program.bind) or (None, None)
         if kind is None:
             continue
-        local = expr.fdiff(1).xreplace({expr: k}) if kind == "squash" else F.step(expr.args[0])
+        local = F.record_of(f).differentiate(f, 1)
+        if kind == "squash":
+            local = local.xreplace({f: k})
         args, fn = program.extra(("unit", k), local)
         slope = _column(fn(*[values_[s] for s in args]), point.m)
         off = np.abs(slope) < SATURATION if kind == "squash" else slope == 0
@@ -1046,14 +858,63 @@ def flow(net: Network, values, bind=None) -> Flow:
     return Flow(net, result.loss, depth, delta, tuple(layers), ratio, tuple(saturated), tuple(dead), fraction)
 
 
-# -- text helpers ---------------------------------------------------------------------------
+# -- exact numbers --------------------------------------------------------------------------
 
-def _num(x) -> str:
-    return f"{_plain(x):.6g}"
+# Digits of the high-precision evaluation of answers, options and grading.
+PRECISION = 30
 
 
-def _table(header, rows) -> str:
-    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header] + rows]
-    lines.insert(1, "  ".join("-" * w for w in widths).rstrip())
-    return "\n".join(lines)
+class Evaluator:
+    """Evaluates a network's expressions at a point to :data:`PRECISION` digits.
+
+    ``bind`` maps a generic function's name to a callable ``(order, arg) -> Expr`` giving
+    ``g``, ``g'``, ... (the grader binds random polynomials). Expressions are rewritten in
+    elementary functions once and cached.
+
+    >>> import sympy as sp
+    >>> from symprop import Network, sigmoid
+    >>> x, w, h, E = sp.symbols("x w h E")
+    >>> net = Network({h: sigmoid(w*x), E: h**2}, loss=E, params=[w], inputs=[x])
+    >>> ev = Evaluator(net)
+    >>> point = ev.forward({x: 1, w: 0})
+    >>> float(point[h]), ev.value(h * (1 - h), point)
+    (0.5, 0.25)
+    """
+
+    def __init__(self, net: Network, bind: Mapping[str, Callable] | None = None):
+        self.net = net
+        self.bind = dict(bind or {})
+        self._explicit: dict = {}
+
+    def _prepared(self, expr):
+        if expr not in self._explicit:
+            e = F.as_expr(expr)
+            if self.bind:
+                e = e.replace(
+                    lambda s: isinstance(s, F.GenericFunction) and s.base_name in self.bind,
+                    lambda s: self.bind[s.base_name](s.order, s.args[0]),
+                )
+            self._explicit[expr] = F.explicit(e)
+        return self._explicit[expr]
+
+    def number(self, expr, point) -> sp.Expr:
+        """``expr`` at ``point`` (Symbol -> number) as a SymPy number."""
+        result = self._prepared(expr).xreplace(point)
+        if not result.is_Number:
+            result = result.evalf(PRECISION)
+        return result
+
+    def value(self, expr, point) -> float:
+        """``expr`` at ``point`` as a float; NaN when it is not a finite real number."""
+        result = self.number(expr, point)
+        if not (result.is_Number and result.is_finite and result.is_real):
+            return math.nan
+        return float(result)
+
+    def forward(self, leaves: Mapping) -> dict:
+        """Leaves (Symbol -> number) and every node's value, as :data:`PRECISION`-digit Floats."""
+        point = {s: sp.Float(sp.Rational(v) if isinstance(v, Fraction) else v, PRECISION) for s, v in leaves.items()}
+        for k in self.net.order:
+            value = self.number(self.net.nodes[k], point)
+            point[k] = value if value.is_Number else sp.nan
+        return point

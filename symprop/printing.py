@@ -26,34 +26,31 @@ from sympy.printing.latex import LatexPrinter as _SymPyLatexPrinter
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
+from .functions import U, Primitive, record_of
 from .graph import display_name
 
 __all__ = [
-    "TextPrinter", "SpecPrinter", "text", "text_chain", "spec_string", "spec_chain", "format_derivation", "RULE_TEXT",
+    "TextPrinter", "SpecPrinter", "text", "text_chain", "spec_string", "spec_chain", "rule_text",
     "LatexPrinter", "latex", "latex_chain", "latex_derivation", "latex_escape", "latex_name",
     "latex_number", "latex_softmax",
 ]
 
-# What each derivative rule says, in the words of the texts (seed 004's gate rules).
-RULE_TEXT = {
-    "multiply": "multiply: the other factor",
-    "scale": "multiply by a constant: scale",
-    "power": "power rule",
-    "exponential": "exponential",
-    "fan-out": "used more than once: sum the contributions",
-    "sigmoid": "σ'(u) = σ(u)(1 - σ(u))",
-    "tanh": "tanh'(u) = 1 - tanh²(u)",
-    "relu": "relu'(u) = step(u), relu'(0) = 0",
-    "leaky_relu": "leaky_relu'(u) = a + (1 - a) step(u)",
-    "softplus": "softplus'(u) = σ(u)",
-    "maximum": "max: routes the gradient to the larger input",
-    "minimum": "min: routes the gradient to the smaller input",
-    "softmax": "softmax: ∂y_k/∂z_j = y_k(δ_kj - y_j)",
-    "softmax_cross_entropy": "softmax + cross-entropy: ∂L/∂z_j = ŷ_j - y_j",
-    "generic": "generic activation: g'(u)",
-    "exp": "exp' = exp",
-    "log": "log'(u) = 1/u",
-}
+
+def rule_text(rule) -> str:
+    """What a derivative rule says in plain text (a :class:`~symprop.functions.Rule`):
+    a built-in's rule in the words of the texts, a defined function's from its formula.
+
+    >>> import sympy as sp
+    >>> from symprop.functions import define_function, record_of
+    >>> x = sp.Symbol("x")
+    >>> rule_text(record_of("sigmoid")), rule_text(record_of(define_function("cube", x**3, x)))
+    ("σ'(u) = σ(u)(1 - σ(u))", "cube'(u) = 3*u**2")
+    """
+    if rule.rule is not None:
+        return rule.rule
+    if getattr(rule, "definition", None) is not None:
+        return f"{rule.text_head}'(u) = {text(rule.derivative_definition)}"
+    return rule.name
 
 
 def _positive_first(terms) -> list:
@@ -97,14 +94,18 @@ class _SymPropStr(StrPrinter):
     def _print_Mul(self, expr):
         return super()._print_Mul(_mul_complement_after(expr))
 
-    def _print_maximum(self, expr):
-        return f"max({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+    def _head(self, record) -> str | None:
+        """The name a function prints as (None: its class name). The spec's names by default."""
+        return record.name if record is not None and record.kind == "builtin" else None
 
-    def _print_minimum(self, expr):
-        return f"min({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+    def _print_Function(self, expr):
+        head = self._head(record_of(expr))
+        if head is None:
+            return super()._print_Function(expr)
+        return f"{head}({self._list(expr.args)})"
 
-    def _print_Abs(self, expr):
-        return f"abs({self._print(expr.args[0])})"
+    def _print_Symbol(self, expr):
+        return "u" if expr == U else super()._print_Symbol(expr)
 
     def _print_softmax_cross_entropy(self, expr):
         return f"softmax_cross_entropy([{self._list(expr.logits)}], [{self._list(expr.targets)}])"
@@ -125,11 +126,12 @@ class TextPrinter(_SymPropStr):
     def _print_Total(self, expr):
         return f"d{expr.of}/d{expr.wrt}"
 
-    def _print_GenericFunction(self, expr):
-        return f"{expr.base_name}{chr(39) * expr.order}({self._print(expr.args[0])})"
-
-    def _print_sigmoid(self, expr):
-        return f"σ({self._print(expr.args[0])})"
+    def _head(self, record) -> str | None:
+        if record is None:
+            return None
+        if record.kind == "generic":
+            return record.cls.base_name + "'" * record.cls.order
+        return record.text_head or (record.name if record.kind == "builtin" else None)
 
     def _print_softmax(self, expr):
         return f"softmax_{expr.index}({self._list(expr.logits)})"
@@ -137,13 +139,6 @@ class TextPrinter(_SymPropStr):
     def _print_Add(self, expr, order=None):
         terms = _positive_first(self._as_ordered_terms(expr, order=order))
         return super()._print_Add(Add(*terms, evaluate=False), order="none")
-
-    def _print_Function(self, expr):
-        from .functions import GenericFunction
-
-        if isinstance(expr, GenericFunction):
-            return self._print_GenericFunction(expr)
-        return super()._print_Function(expr)
 
 
 class SpecPrinter(_SymPropStr):
@@ -171,22 +166,6 @@ def spec_chain(expr) -> str:
 def spec_string(expr) -> str:
     """``expr`` in spec syntax, with the spec's identifiers and function names."""
     return SpecPrinter().doprint(expr)
-
-
-def format_derivation(d) -> str:
-    """A derivation as terminal text: one equation a line, its rule on the right."""
-    lines = [f"d{d.target}/d{d.wrt}  ({d.method}, {d.path_count} path{'s' * (d.path_count != 1)})"]
-    for step in d.steps:
-        eq = f"  {text(step.lhs)} = {text_chain(step.rhs)}"
-        why = step.rule
-        if step.because:
-            why += ": " + "; ".join(RULE_TEXT.get(r, r) for r in step.because)
-        lines.append(f"{eq}    [{why}]")
-    full = d.substituted
-    if full is not None:
-        lines.append(f"  = {text(full)}    [substitute the node definitions]")
-    lines += [f"  note: {n}" for n in d.notes]
-    return "\n".join(lines)
 
 
 # -- LaTeX ------------------------------------------------------------------------------
@@ -364,41 +343,26 @@ class LatexPrinter(_SymPyLatexPrinter):
     def _call(self, head, *args) -> str:
         return head + r"\left(" + ", ".join(self._print(a) for a in args) + r"\right)"
 
-    def _print_GenericFunction(self, expr):
-        return self._call(latex_name(display_name(expr.base_name)) + "'" * expr.order, expr.args[0])
+    def head(self, f) -> str | None:
+        """The LaTeX head of a function (a call, a class or a record): a ``names`` entry,
+        a generic's display name with its primes, a symprop record's head; None for
+        SymPy's own functions, which print as SymPy prints them."""
+        record = f if isinstance(f, Primitive) else record_of(f)
+        if record is None:
+            return None
+        cls = record.cls
+        if record.kind == "generic":
+            return latex_name(display_name(cls.base_name)) + "'" * cls.order
+        if record.kind == "defined":
+            named = self._settings["names"].get(cls.base)
+            return record.head if named is None else latex_name(named) + "'" * cls.order
+        return record.head if cls is not None and cls.__module__ == Primitive.__module__ else None
 
     def _print_Function(self, expr, exp=None):
-        from .functions import GenericFunction
-
-        if isinstance(expr, GenericFunction):
-            return self._powered(self._print_GenericFunction(expr), exp)
-        if expr.func.__name__ == "Diag":  # an undefined Function("Diag") skips _print_Diag
-            return self._print_Diag(expr, exp)
-        return super()._print_Function(expr, exp)
-
-    def _print_sigmoid(self, expr, exp=None):
-        return self._powered(self._call(r"\sigma", expr.args[0]), exp)
-
-    def _print_relu(self, expr, exp=None):
-        return self._powered(self._call(r"\operatorname{relu}", expr.args[0]), exp)
-
-    def _print_step(self, expr, exp=None):
-        return self._powered(self._call(r"\operatorname{step}", expr.args[0]), exp)
-
-    def _print_softplus(self, expr, exp=None):
-        return self._powered(self._call(r"\operatorname{softplus}", expr.args[0]), exp)
-
-    def _print_leaky_relu(self, expr, exp=None):
-        return self._powered(self._call(r"\operatorname{leaky\_relu}", *expr.args), exp)
-
-    def _print_maximum(self, expr, exp=None):
-        return self._powered(self._call(r"\max", *expr.args), exp)
-
-    def _print_minimum(self, expr, exp=None):
-        return self._powered(self._call(r"\min", *expr.args), exp)
-
-    def _print_Diag(self, expr, exp=None):
-        return self._powered(self._call(r"\operatorname{Diag}", *expr.args), exp)
+        head = self.head(expr)
+        if head is None:
+            return super()._print_Function(expr, exp)
+        return self._powered(self._call(head, *expr.args), exp)
 
     def _print_DiagMatrix(self, expr):
         return self._call(r"\operatorname{Diag}", expr.args[0])
@@ -520,14 +484,12 @@ def latex_derivation(d, names=None) -> str:
 
     This is what a notebook shows for a :class:`~symprop.derive.Derivation`.
     """
-    from .derive import local_partial
-
     printer = LatexPrinter({"names": dict(names or {})})
     rows = []
     for step in d.steps:
-        why = step.rule + (" (" + ", ".join(step.because) + ")" if step.because else "")
+        why = step.rule + (" (" + ", ".join(r.name for r in step.because) + ")" if step.because else "")
         # a local partial with a single chain is one product: "\hat{y} - y", not a sum of terms
-        product = step.rule == "local partial" and len(local_partial(d.network, step.lhs.of, step.lhs.wrt).products) == 1
+        product = step.partial is not None and step.partial.is_product
         rows.append(
             rf"{printer.doprint(step.lhs)} &= {printer.chain(step.rhs, product)} && \text{{{latex_escape(why)}}}"
         )

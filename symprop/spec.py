@@ -1,9 +1,12 @@
-"""Spec files: networks written as TOML, with node expressions read by a safe parser.
+"""Spec files, the one place where symprop reads text: networks, layered networks and
+question families written as TOML, with expressions read by a safe parser.
 
-Node expressions are never executed: :func:`parse_expression` walks Python's syntax tree
-with an allow-list (numbers, declared names, + - * / **, calls of known functions) and
-builds the SymPy expression itself. Every problem is a one-line :class:`SpecError` that
-names the file, the key and the problem.
+:func:`load` reads a file and returns what it holds: a :class:`Spec` (a ``[network]``
+graph), a :class:`Layers` (a ``[layers]`` shorthand) or a :class:`Family` (a question
+family). Expressions are never executed: :func:`parse_expression` walks Python's syntax
+tree with an allow-list (numbers, declared names, + - * / **, calls of known functions)
+and builds the SymPy expression itself. Every problem is a one-line :class:`SpecError`
+that names the file, the key and the problem.
 
 >>> spec = spec_from_text('''
 ... [network]
@@ -28,25 +31,28 @@ symprop.spec.SpecError: bad.toml: [network] params: must be a list of names
 from __future__ import annotations
 
 import ast
-import functools
+import fnmatch
 import keyword
 import math
 import re
 import tomllib
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
 import sympy as sp
 
 from . import functions as fn
+from .derive import METHODS
+from .gates import stage
 from .graph import Network, NetworkError
+from .layered import mlp
 
 __all__ = [
-    "SpecError", "Spec", "parse_expression", "load_spec", "spec_from_text", "FUNCTIONS",
-    "Layers", "load_layers", "layers_from_text", "read_text", "parse_toml", "read_values",
+    "SpecError", "Spec", "Layers", "Family", "load", "from_text", "parse_expression", "load_spec", "spec_from_text",
+    "FUNCTIONS", "read_text", "parse_toml", "read_values", "value_rule",
 ]
 
 MAX_LENGTH = 100_000  # characters in one expression
@@ -65,34 +71,12 @@ class SpecError(ValueError):
 
 
 # -- the function table ----------------------------------------------------------------
-# name -> (call shapes, description, builder). A shape has one letter per argument:
-# s = scalar, L = list of scalars, k = integer literal; a trailing "+" repeats the last.
+# The built-in primitives by spec name (symprop.functions.BUILTINS): each record gives its
+# call shapes, one letter per argument (s = scalar, L = list of scalars, k = integer
+# literal; a trailing "+" repeats the last), and the builder of its expression.
 
-
-def _fold(f):
-    return lambda *args: functools.reduce(f, args)
-
-
-FUNCTIONS: dict[str, tuple[tuple[str, ...], str, Callable]] = {
-    **{
-        name: (("s",), "1 argument", f)
-        for name, f in [
-            ("sigmoid", fn.sigmoid), ("tanh", sp.tanh), ("relu", fn.relu), ("softplus", fn.softplus),
-            ("exp", sp.exp), ("log", sp.log), ("sqrt", sp.sqrt), ("abs", sp.Abs), ("sign", sp.sign),
-            ("step", fn.step), ("identity", fn.identity),
-        ]
-    },
-    "leaky_relu": (("s", "ss"), "1 or 2 arguments", fn.leaky_relu),
-    "max": (("ss+",), "2 or more arguments", _fold(fn.maximum)),
-    "min": (("ss+",), "2 or more arguments", _fold(fn.minimum)),
-    "binary_cross_entropy": (("ss",), "2 arguments", fn.binary_cross_entropy),
-    "softmax": (("Lk",), "a list and an index counted from 1", lambda z, k: fn.softmax(k, *z)),
-    "softmax_cross_entropy": (("LL",), "2 lists", fn.softmax_cross_entropy_of),
-    "cross_entropy": (("LL",), "2 lists", fn.cross_entropy),
-    "half_sse": (("LL",), "2 lists", fn.half_sse),
-    "mse": (("LL",), "2 lists", fn.mse),
-}
-_VECTOR = sorted(name for name, (shapes, _, _) in FUNCTIONS.items() if "L" in shapes[0])
+FUNCTIONS = fn.BUILTINS
+_VECTOR = sorted(name for name, p in FUNCTIONS.items() if "L" in p.shapes[0])
 
 _NOT_ALLOWED = {
     ast.Attribute: "attribute access", ast.Subscript: "indexing with [...]", ast.Slice: "slicing",
@@ -119,9 +103,10 @@ def parse_expression(
 ) -> sp.Expr:
     """Parse ``text`` into a SymPy expression without executing anything.
 
-    ``symbols`` maps the allowed names to their Symbols; ``functions`` adds callables
-    (such as generic activations) to :data:`FUNCTIONS`. Errors are :class:`SpecError`
-    with ``key=where``. Decimal numbers are read exactly: ``0.05`` is ``1/20``.
+    ``symbols`` maps the allowed names to their Symbols; ``functions`` adds the spec's own
+    functions (generic activations, defined functions: their classes or records) to
+    :data:`FUNCTIONS`. Errors are :class:`SpecError` with ``key=where``. Decimal numbers
+    are read exactly: ``0.05`` is ``1/20``.
 
     >>> import sympy as sp
     >>> x, w = sp.Symbol("x"), sp.Symbol("w")
@@ -149,7 +134,7 @@ def parse_expression(
     except ValueError as err:  # e.g. a null byte
         raise SpecError(None, where, f"cannot parse: {err}") from None
     table = dict(FUNCTIONS)
-    table.update({name: (("s+",), "1 or more arguments", f) for name, f in (functions or {}).items()})
+    table.update({name: f if isinstance(f, fn.Primitive) else fn.record_of(f) for name, f in (functions or {}).items()})
     try:
         expr = _Parser(text, symbols, table, where).expr(tree.body, 1)
     except RecursionError:
@@ -283,7 +268,8 @@ class _Parser:
             self.fail(f"keyword arguments ({kw}=...) are not allowed" if kw else "**kwargs is not allowed")
         if any(isinstance(arg, ast.Starred) for arg in node.args):
             self.fail("*args is not allowed")
-        shapes, takes, build = self.table[name]
+        record = self.table[name]
+        shapes, takes, build = record.shapes, record.takes, record.build
         n = len(node.args)
         shape = next((s for s in shapes if (n >= len(s) - 1 if s.endswith("+") else n == len(s))), None)
         if shape is None:
@@ -322,26 +308,53 @@ class _Parser:
 
 @dataclass(frozen=True)
 class Spec:
-    """A loaded spec: the :class:`~symprop.graph.Network` and everything around it."""
+    """A loaded network spec: the :class:`~symprop.graph.Network` and everything around it.
+
+    ``functions`` is the spec's own function table beyond the built-ins (its generic
+    functions g, g_prime and its defined ones, as records); ``bind`` maps each generic
+    function to the record of the activation it is bound to for numbers.
+    """
 
     file: str
     network: Network
     symbols: dict[str, sp.Symbol]
-    functions: dict[str, type]  # the declared generics g and their derivatives g_prime
+    functions: dict[str, fn.Primitive]
     values: dict[sp.Symbol, float | tuple[float, ...]]
-    bind: dict[str, str]
-    display: dict[sp.Symbol, str]
+    bind: dict[str, fn.Primitive]
+    display: dict
     raw: dict
-    layers: Layers | None = None  # the [layers] table, when the spec has one
+    layers: Layers | None = None  # the [layers] table, when the network is its scalar form
+
+    @property
+    def generics(self) -> list[str]:
+        """The names of the generic functions declared in ``[network] functions``."""
+        return [name for name, p in self.functions.items() if p.kind == "generic" and p.cls.order == 0]
 
 
-_TABLES = ("network", "nodes", "values", "display", "bind", "layers")
+_TABLES = ("network", "nodes", "values", "display", "bind", "layers", "functions")
 _NETWORK_KEYS = ("inputs", "targets", "params", "functions", "loss", "reduction")
 _ROLES = {"inputs": "input", "targets": "target", "params": "param"}
 
 
+def load(path) -> Spec | Layers | Family:
+    """Read the TOML file at ``path``: a network spec, a ``[layers]`` spec or a question
+    family, whichever it holds; any problem is a one-line :class:`SpecError`."""
+    return from_text(read_text(path), str(path))
+
+
+def from_text(text: str, file: str = "<string>") -> Spec | Layers | Family:
+    """:func:`load` for TOML text; ``file`` names it in error messages."""
+    raw = parse_toml(text, file)
+    if "family" in raw:
+        return _family(raw, file)
+    if "layers" in raw:
+        return _read_layers(raw, file)
+    return _network_spec(raw, file)
+
+
 def load_spec(path) -> Spec:
-    """Read the TOML spec file at ``path``; see :func:`spec_from_text`."""
+    """The network spec at ``path``; a ``[layers]`` spec gives its scalar form (every weight
+    a symbol; small networks only), a question family is refused."""
     return spec_from_text(read_text(path), str(path))
 
 
@@ -369,19 +382,22 @@ def parse_toml(text: str, file: str = "<string>") -> dict:
 def spec_from_text(text: str, file: str = "<string>") -> Spec:
     """Build a :class:`Spec` from TOML text; ``file`` names it in error messages."""
     raw = parse_toml(text, file)
+    if "family" in raw:
+        raise SpecError(file, "[family]", "this file is a question family: `symprop exam FILE --variants N` writes its variants")
+    if "layers" in raw:
+        return _read_layers(raw, file).scalar_spec()
+    return _network_spec(raw, file)
 
+
+def _network_spec(raw: dict, file: str) -> Spec:
     def fail(key, problem):
         raise SpecError(file, key, problem)
 
-    if "family" in raw:
-        fail("[family]", "this file is a question family: `symprop exam FILE --variants N` writes its variants")
     for name, table in raw.items():
-        if name not in _TABLES:
-            fail(f"[{name}]", "unknown table; known: " + ", ".join(f"[{t}]" for t in _TABLES))
+        if name not in _TABLES or name == "layers":
+            fail(f"[{name}]", "unknown table; known: " + ", ".join(f"[{t}]" for t in _TABLES if t != "layers"))
         if not isinstance(table, dict):
             fail(f"[{name}]", "must be a table")
-    if "layers" in raw:
-        return _layers_spec(raw, file)
     for name in ("network", "nodes"):
         if name not in raw:
             fail(f"[{name}]", "missing table")
@@ -406,14 +422,16 @@ def spec_from_text(text: str, file: str = "<string>") -> Spec:
     if not node_texts:
         fail("[nodes]", "no nodes defined (the loss at least must be a node)")
 
-    generics, table = {}, {}
+    table = defined_functions(raw.get("functions", {}), file)
+    generics = {}
     for g in groups["functions"]:
         _check_name(fail, "[network] functions", g)
         if g in FUNCTIONS or g in table:
             problem = "a built-in function" if g in FUNCTIONS else "declared twice"
             fail("[network] functions", f"{g} is {problem}")
-        generics[g] = table[g] = fn.generic(g)
-        table[g + "_prime"] = fn.generic(g, 1)
+        generics[g] = fn.generic(g)
+        table[g] = fn.record_of(generics[g])
+        table[g + "_prime"] = fn.record_of(fn.generic(g, 1))
 
     roles: dict[str, str] = {}
     declared = [(f"[network] {key}", _ROLES[key], n) for key in _ROLES for n in groups[key]]
@@ -446,19 +464,20 @@ def spec_from_text(text: str, file: str = "<string>") -> Spec:
 
     display = {}
     for name, latex in raw.get("display", {}).items():
-        if name not in symbols:
+        if name not in symbols and name not in table:
             fail(f"[display] {name}", f"unknown symbol {name!r}")
         if not isinstance(latex, str):
             fail(f"[display] {name}", "must be a string (a LaTeX name)")
-        display[symbols[name]] = latex
+        key = symbols[name] if name in symbols else table[name].cls
+        if name not in symbols and table[name].kind != "defined":
+            fail(f"[display] {name}", "only symbols and defined functions have display names")
+        display[key] = latex
 
-    bind = dict(raw.get("bind", {}))
-    for name, activation in bind.items():
+    bind = {}
+    for name, activation in raw.get("bind", {}).items():
         if name not in generics:
             fail(f"[bind] {name}", f"{name} is not a function declared in [network] functions")
-        if not isinstance(activation, str) or activation not in fn.ACTIVATIONS:
-            known = ", ".join(sorted(fn.ACTIVATIONS))
-            fail(f"[bind] {name}", f"unknown activation {activation!r}; known: {known}")
+        bind[name] = bound_activation(activation, table, lambda problem: fail(f"[bind] {name}", problem))
 
     def pick(key):
         return [symbols[n] for n in groups[key]]
@@ -471,6 +490,82 @@ def spec_from_text(text: str, file: str = "<string>") -> Spec:
     except NetworkError as err:
         fail(_network_key(err.symbol, node_texts, loss, groups), str(err))
     return Spec(file, network, symbols, table, values, bind, display, raw)
+
+
+def bound_activation(name, table: Mapping[str, fn.Primitive], fail: Callable) -> fn.Primitive:
+    """The record of the activation ``name`` (a built-in or one of ``table``'s defined
+    functions) that a generic function is bound to; ``fail(problem)`` otherwise."""
+    record = table.get(name) if isinstance(name, str) else None
+    record = record or (fn.record_of(name) if isinstance(name, str) else None)
+    if record is None or not record.activation or record.kind == "generic":
+        known = sorted(fn.ACTIVATIONS) + sorted(n for n, p in table.items() if p.kind == "defined" and p.activation)
+        fail(f"unknown activation {name!r}; known: {', '.join(known)}")
+    return record
+
+
+def defined_functions(table, file: str) -> dict[str, fn.Primitive]:
+    """A ``[functions]`` table: each a formula in ``u`` (``swish = "u*sigmoid(u)"``), which
+    may use built-ins and the table's other functions in any order; returns the records
+    of the defined functions and of their first derivatives (``swish_prime``), by name."""
+    def fail(key, problem):
+        raise SpecError(file, key, problem)
+
+    if not isinstance(table, dict):
+        fail("[functions]", 'must be a table of name = "formula in u"')
+    calls = {}
+    for name, text in table.items():
+        key = f"[functions] {name}"
+        _check_name(fail, key, name)
+        if name in FUNCTIONS or name == "u" or name.endswith("_prime"):
+            fail(key, f"{name} is a built-in function and cannot be redefined" if name in FUNCTIONS
+                 else f"{name!r} cannot name a function (u is the variable; _prime marks derivatives)")
+        if not isinstance(text, str):
+            fail(key, 'must be a formula in u, written as a string: swish = "u*sigmoid(u)"')
+        calls[name] = _called_names(text) & set(table)
+    records: dict[str, fn.Primitive] = {}
+    for name in _dependency_order(calls, fail):
+        where = f"[functions] {name}"
+        try:
+            expr = parse_expression(table[name], {"u": fn.U}, records, where=where)
+            cls = fn.define_function(name, expr, fn.U)
+        except SpecError as err:
+            raise SpecError(file, err.key, err.problem) from None
+        except ValueError as err:
+            fail(where, str(err).removeprefix(f"{name}: "))
+        records[name] = fn.record_of(cls)
+        records[name + "_prime"] = fn.record_of(cls(fn.U).fdiff().func)
+    return records
+
+
+def _called_names(text: str) -> set[str]:
+    """The names a formula calls (read from its syntax tree; a syntax error is reported
+    when the formula itself is parsed)."""
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return set()
+    return {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+
+
+def _dependency_order(calls: dict[str, set[str]], fail) -> list[str]:
+    """The names with each after the ones it calls; a cycle is reported at its first name."""
+    order, state = [], {}
+
+    def visit(name, trail):
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "visiting":
+            cycle = trail[trail.index(name):] + [name]
+            fail(f"[functions] {cycle[0]}", "a cycle: " + " -> ".join(cycle))
+        state[name] = "visiting"
+        for other in sorted(calls[name]):
+            visit(other, trail + [name])
+        state[name] = "done"
+        order.append(name)
+
+    for name in calls:
+        visit(name, [])
+    return order
 
 
 def _check_name(fail, key, name):
@@ -539,6 +634,7 @@ def _network_key(symbol, node_texts, loss, groups):
 
 MAX_SCALAR_PARAMS = 200_000  # a bigger [layers] network is refused in the scalar form
 _LAYERS_KEYS = ("sizes", "hidden", "output", "loss", "reduction", "seed", "batch")
+_LAYERS_TABLES = ("layers", "values", "functions")
 _LAYERS_NAME = r"(x|t)_(\d+)|(w)_(\d+)_(\d+)_(\d+)|(b)_(\d+)_(\d+)"
 
 
@@ -548,7 +644,8 @@ class Layers:
 
     ``hidden`` is one activation name or one per hidden layer; ``values`` maps mlp's
     names to numbers (a tuple is a batch); ``seed`` and ``batch`` draw random weights and
-    data (:func:`symprop.matrix.random_layered`) when ``values`` is empty.
+    data (:func:`symprop.matrix.random_layered`) when ``values`` is empty; ``functions``
+    holds the records of a ``[functions]`` table's defined activations.
     """
 
     file: str
@@ -560,30 +657,21 @@ class Layers:
     seed: int
     batch: int
     values: dict[str, float | tuple[float, ...]]
+    functions: dict = field(default_factory=dict)
+    raw: dict = field(default_factory=dict, repr=False)
 
     @property
     def param_count(self) -> int:
         return sum(n * (m + 1) for m, n in zip(self.sizes, self.sizes[1:]))
 
+    def activation(self, name):
+        """The activation called ``name`` here (a built-in or a defined one)."""
+        return fn.activation(name, self.functions)
 
-def load_layers(path) -> Layers | None:
-    """The ``[layers]`` table of the spec file at ``path``, or None if it has none.
-
-    Cheap at any size: nothing is built, so a 150528-100-10 network loads at once.
-    """
-    return layers_from_text(read_text(path), str(path))
-
-
-def layers_from_text(text: str, file: str = "<string>") -> Layers | None:
-    """:func:`load_layers` for TOML text.
-
-    >>> layers_from_text('[layers]\\nsizes = [784, 128, 10]\\noutput = "softmax"\\nloss = "cross_entropy"').sizes
-    (784, 128, 10)
-    """
-    raw = parse_toml(text, file)
-    if "layers" not in raw:
-        return None
-    return _read_layers(raw, file)
+    def scalar_spec(self) -> Spec:
+        """The scalar form (:func:`symprop.layered.mlp`, layer form): one symbol per weight,
+        for the verbs that need one; refused past :data:`MAX_SCALAR_PARAMS` parameters."""
+        return _layers_spec(self)
 
 
 def _read_layers(raw, file) -> Layers:
@@ -591,8 +679,8 @@ def _read_layers(raw, file) -> Layers:
         raise SpecError(file, key, problem)
 
     for name in raw:
-        if name not in ("layers", "values"):
-            fail(f"[{name}]", "a [layers] spec defines its network itself: only [values] may go with it")
+        if name not in _LAYERS_TABLES:
+            fail(f"[{name}]", "a [layers] spec defines its network itself: only [values] and [functions] may go with it")
     table = raw["layers"]
     if not isinstance(table, dict):
         fail("[layers]", "must be a table")
@@ -610,15 +698,19 @@ def _read_layers(raw, file) -> Layers:
         if len(hidden) != len(sizes) - 2 or not all(isinstance(h, str) for h in hidden):
             fail("[layers] hidden", f"must be one activation name or a list of {len(sizes) - 2}")
         hidden = tuple(hidden)
+    functions = defined_functions(raw.get("functions", {}), file)
     names = hidden if isinstance(hidden, tuple) else (hidden,)
     for name in names:
-        if name not in fn.ACTIVATIONS:
-            fail("[layers] hidden", f"unknown activation {name!r}; known: {', '.join(sorted(fn.ACTIVATIONS))}")
+        if not isinstance(name, str):
+            fail("[layers] hidden", f"must be an activation name, not {name!r}")
+        bound_activation(name, functions, lambda problem: fail("[layers] hidden", problem))
     output = table.get("output", "identity")
-    if output not in fn.ACTIVATIONS and output != "softmax":
-        fail("[layers] output", f"unknown activation {output!r}; known: {', '.join(sorted(fn.ACTIVATIONS))}, softmax")
+    if output != "softmax":
+        if not isinstance(output, str):
+            fail("[layers] output", f"must be an activation name or softmax, not {output!r}")
+        bound_activation(output, functions, lambda problem: fail("[layers] output", problem + ", softmax"))
     loss = table.get("loss", "half_sse")
-    if loss not in fn.LOSSES:
+    if not isinstance(loss, str) or loss not in fn.LOSSES:
         fail("[layers] loss", f"unknown loss {loss!r}; known: {', '.join(sorted(fn.LOSSES))}")
     reduction = table.get("reduction", "sum")
     if reduction not in ("sum", "mean"):
@@ -637,7 +729,8 @@ def _read_layers(raw, file) -> Layers:
         return name
 
     values = read_values(raw.get("values", {}), file, value_of)
-    return Layers(file, tuple(sizes), hidden, output, loss, reduction, numbers["seed"], numbers["batch"], values)
+    return Layers(file, tuple(sizes), hidden, output, loss, reduction, numbers["seed"], numbers["batch"], values,
+                  functions, raw)
 
 
 def _layers_name(name, sizes) -> bool:
@@ -652,11 +745,9 @@ def _layers_name(name, sizes) -> bool:
     return 1 <= l < len(sizes) and 1 <= j <= sizes[l] and 1 <= i <= sizes[l - 1]
 
 
-def _layers_spec(raw, file) -> Spec:
+def _layers_spec(layers: Layers) -> Spec:
     """The scalar form of a [layers] spec: :func:`symprop.layered.mlp` (layer form)."""
-    from .layered import mlp
-
-    layers = _read_layers(raw, file)
+    file = layers.file
     if layers.param_count > MAX_SCALAR_PARAMS:
         raise SpecError(file, "[layers] sizes", (
             f"{layers.param_count:,} parameters are too many for the scalar form (at most "
@@ -664,9 +755,338 @@ def _layers_spec(raw, file) -> Spec:
     if isinstance(layers.hidden, tuple):
         raise SpecError(file, "[layers] hidden", "the scalar form takes one hidden activation for every layer")
     try:
-        network = mlp(layers.sizes, layers.hidden, layers.output, layers.loss, form="layer", reduction=layers.reduction)
-    except NetworkError as err:
+        hidden = layers.activation(layers.hidden)
+        output = layers.output if layers.output == "softmax" else layers.activation(layers.output)
+        network = mlp(layers.sizes, hidden, output, layers.loss, form="layer", reduction=layers.reduction)
+    except (NetworkError, ValueError) as err:
         raise SpecError(file, "[layers]", str(err)) from None
     symbols = {s.name: s for s in network.symbols}
     values = {symbols[name]: v for name, v in layers.values.items()}
-    return Spec(file, network, symbols, {}, values, {}, dict(network.display), raw, layers)
+    return Spec(file, network, symbols, dict(layers.functions), values, {}, dict(network.display), layers.raw, layers)
+
+# -- question families ----------------------------------------------------------------------
+
+_CIRCUIT_KEYS = {
+    "kind", "name", "title", "expressions", "variables", "wrt", "decimals", "digits", "options", "min_options",
+    "tolerance", "distinct", "allow", "saturation", "min_gradient", "max_tries", "values",
+}
+_FAMILY_KEYS = {
+    "kind", "name", "title", "method", "wrt", "decimals", "digits", "options", "tolerance", "distinct", "batch",
+    "allow", "saturation", "min_gradient", "max_tries", "layered", "activations", "values",
+}
+_LAYERED_KEYS = ("sizes", "hidden", "output", "loss", "form", "reduction")
+_ALLOW = ("saturated", "zero-gradient", "kink", "tie")
+_ROLES = {"inputs": "input", "targets": "target", "params": "param"}
+_SPEC_TABLES = ("network", "nodes", "display", "functions")
+
+
+@dataclass(frozen=True)
+class Family:
+    """A parsed question family; see :func:`family_from_text` for the file format."""
+
+    file: str
+    name: str
+    title: str
+    method: str
+    wrt: tuple[str, ...]
+    decimals: int
+    digits: int
+    options: int
+    tolerance: float
+    distinct: float
+    batch: int
+    allow: frozenset
+    saturation: float
+    min_gradient: float
+    max_tries: int
+    layered: dict | None  # key -> tuple of choices
+    graph: object | None  # the Spec of a fixed graph
+    activations: dict  # generic name -> tuple of activation records
+    values: tuple  # (key, rule) pairs in file order
+    kind: str = "network"  # or "circuit"
+    circuits: tuple = ()  # circuit families: (expression text, Circuit) per template
+    all_gradients: bool = False  # circuit families: wrt = "all", every wire's gradient asked
+    min_options: int | None = None  # circuit families: fewest wrong options per question
+    functions: dict = field(default_factory=dict)  # the [functions] table's defined functions
+
+
+def load_family(path) -> Family:
+    """Read the question family at ``path``; see :func:`family_from_text`."""
+    return family_from_text(read_text(path), str(path))
+
+
+def family_from_text(text: str, file: str = "<string>") -> Family:
+    """Parse a question family (TOML). Errors are :class:`~symprop.spec.SpecError` lines.
+
+    ``[family]`` keys (all optional): ``name``, ``title``, ``method`` (of the worked
+    solution), ``wrt`` (name patterns of the weights to ask about, ``fnmatch`` style),
+    ``decimals`` (given numbers are multiples of 10^-decimals), ``digits`` (significant
+    digits of answers and options), ``options`` (wrong options per question, 0 for
+    numerical only), ``tolerance`` (relative, for Moodle's numerical answer), ``distinct``
+    (relative distance between options), ``batch`` (samples per variant), ``allow``
+    (degenerate cases to accept: saturated, zero-gradient, kink, tie), ``saturation``
+    (a unit with |f'(u)| below this is saturated), ``min_gradient``, ``max_tries``.
+
+    The network is ``[family.layered]`` (``sizes``, ``hidden``, ``output``, ``loss``,
+    ``form``, ``reduction``: each a value or a list of choices) or a fixed graph in
+    ``[network]`` and ``[nodes]`` (as in a spec file), whose generic functions take an
+    activation from ``[family.activations]`` (``g = ["sigmoid", "tanh"]``).
+    ``[family.values]`` says how numbers are drawn: keys are ``inputs``, ``targets``,
+    ``params`` or name patterns (a name pattern wins over a role); a rule is a number
+    (fixed), ``[low, high]`` (a range, 0 left out), ``{range = [low, high], zero = true}``,
+    ``{choices = [...]}`` or ``"one-hot"`` (targets).
+
+    A circuit family has ``kind = "circuit"``, ``expressions`` (templates in the spec
+    syntax, one drawn per variant and staged into gates), ``variables`` (the names they
+    may use), ``wrt`` (name patterns of the variable asked about, or ``"all"``: every
+    variable, a "fill in the gradients" question) and ``min_options`` (the fewest wrong
+    options a question may have, default 1: ``options`` is then a maximum, since a short
+    path has few typical mistakes). Its ``[family.values]`` keys are ``variables`` (every
+    variable; default ``[-1, 1]``) or name patterns; ``allow`` and ``min_gradient`` apply
+    to every wire asked about, where a zero behind a max, min or relu switch is not
+    degenerate. No other tables.
+
+    >>> f = family_from_text('''
+    ... [family]
+    ... wrt = ["w_1_*"]
+    ... [family.layered]
+    ... sizes = [[2, 2, 1], [2, 3, 1]]
+    ... hidden = ["sigmoid", "tanh"]
+    ... ''', "demo.toml")
+    >>> f.layered["sizes"], f.wrt, f.options
+    (((2, 2, 1), (2, 3, 1)), ('w_1_*',), 4)
+    """
+    return _family(parse_toml(text, file), file)
+
+
+def _family(raw: dict, file: str) -> Family:
+    def fail(key, problem):
+        raise SpecError(file, key, problem)
+
+    fam = raw.get("family")
+    if not isinstance(fam, dict):
+        fail("[family]", "missing table (a question family needs one)")
+    kind = fam.get("kind", "network")
+    if kind not in ("network", "circuit"):
+        fail("[family] kind", 'must be "network" (the default) or "circuit"')
+    known = _CIRCUIT_KEYS if kind == "circuit" else _FAMILY_KEYS
+    for key in fam:
+        if key not in known:
+            what = f"not a key of a {kind} family" if key in _FAMILY_KEYS | _CIRCUIT_KEYS else "unknown key"
+            fail(f"[family] {key}", f"{what}; known: " + ", ".join(sorted(known)))
+    tables = ("functions",) if kind == "circuit" else _SPEC_TABLES
+    for name in raw:
+        if name != "family" and name not in tables:
+            hint = " (a family draws its numbers: use [family.values])" if name == "values" else ""
+            fail(f"[{name}]", f"not allowed in a {kind} question family{hint}; allowed: "
+                 + ", ".join(f"[{t}]" for t in ("family",) + tables))
+
+    def get(key, kind, default, check=None, problem=""):
+        value = fam.get(key, default)
+        ok = isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool)
+        if not ok or (check and not check(value)):
+            fail(f"[family] {key}", problem or f"must be {kind.__name__}")
+        return value
+
+    stem = Path(file).stem if file != "<string>" else "family"
+    name = get("name", str, stem, lambda s: re.fullmatch(r"[A-Za-z0-9_.-]+", s) is not None,
+               "must be a name of letters, digits, '_', '.' and '-' (it names files and Moodle questions)")
+    title = get("title", str, "Backpropagation")
+    method = get("method", str, "bottom-up", lambda m: m in METHODS, f"must be one of {', '.join(METHODS)}")
+    wrt = fam.get("wrt", ["*"])
+    all_gradients = kind == "circuit" and wrt == "all"
+    if isinstance(wrt, str):
+        wrt = [wrt]
+    if not (isinstance(wrt, list) and wrt and all(isinstance(p, str) for p in wrt)):
+        fail("[family] wrt", "must be a list of name patterns such as \"w_1_*\"")
+    decimals = get("decimals", int, 1, lambda n: 0 <= n <= 6, "must be an integer from 0 to 6")
+    digits = get("digits", int, 4, lambda n: 2 <= n <= 10, "must be an integer from 2 to 10")
+    options = get("options", int, 4, lambda n: 0 <= n <= 8, "must be an integer from 0 to 8")
+    tolerance = float(get("tolerance", (int, float), 0.01, lambda x: 0 < x < 0.5, "must be a number between 0 and 0.5"))
+    distinct = float(get("distinct", (int, float), 0.02, lambda x: 0 < x < 1, "must be a number between 0 and 1"))
+    if distinct <= tolerance:
+        fail("[family] distinct", f"must be larger than tolerance ({tolerance}), or Moodle would accept a wrong option")
+    batch = get("batch", int, 1, lambda n: 1 <= n <= 8, "must be an integer from 1 to 8")
+    allow = fam.get("allow", [])
+    if not (isinstance(allow, list) and all(a in _ALLOW for a in allow)):
+        fail("[family] allow", "must be a list of: " + ", ".join(_ALLOW))
+    saturation = float(get("saturation", (int, float), 0.01, lambda x: 0 <= x < 1, "must be a number from 0 to 1"))
+    min_gradient = float(get("min_gradient", (int, float), 1e-3, lambda x: x >= 0, "must be a number >= 0"))
+    max_tries = get("max_tries", int, 500, lambda n: 1 <= n <= 100_000, "must be a positive integer")
+    common = dict(
+        file=file, name=name, title=title, method=method, wrt=tuple(wrt), decimals=decimals, digits=digits,
+        options=options, tolerance=tolerance, distinct=distinct, batch=batch, allow=frozenset(allow),
+        saturation=saturation, min_gradient=min_gradient, max_tries=max_tries,
+    )
+    functions = defined_functions(raw.get("functions", {}), file)
+    common["functions"] = functions
+    if kind == "circuit":
+        min_options = get("min_options", int, min(1, options), lambda n: min(1, options) <= n <= options,
+                          f"must be an integer from {min(1, options)} to options ({options})")
+        circuits, variables = _circuit_templates(fam, fail, () if all_gradients else tuple(wrt), functions)
+        values = fam.get("values", {})
+        if not isinstance(values, dict):
+            fail("[family.values]", "must be a table")
+        rules = []
+        for key, rule in values.items():
+            if key != "variables" and not any(fnmatch.fnmatchcase(v, key) for v in variables):
+                fail(f"[family.values] {key}", "matches no variable; keys are \"variables\" or name patterns of "
+                     + ", ".join(variables))
+            rule = value_rule(key, rule, decimals, fail)
+            if rule[0] == "one-hot":
+                fail(f"[family.values] {key}", "\"one-hot\" is for the targets of a network family")
+            rules.append((key, rule))
+        return Family(**common, layered=None, graph=None, activations={}, values=tuple(rules), kind="circuit",
+                      circuits=circuits, all_gradients=all_gradients, min_options=min_options)
+
+    layered, graph, activations = None, None, {}
+    if "layered" in fam:
+        if "network" in raw or "nodes" in raw:
+            fail("[family.layered]", "a family has either [family.layered] or a [network] graph, not both")
+        layered = _layered_choices(fam["layered"], fail, functions)
+    elif "network" in raw:
+        graph = _network_spec({k: raw[k] for k in _SPEC_TABLES if k in raw}, file)
+        activations = _activation_choices(fam.get("activations", {}), graph, fail)
+    else:
+        fail("[family]", "no network: give [family.layered] or a [network] and [nodes] graph")
+    if "activations" in fam and graph is None:
+        fail("[family.activations]", "only for a [network] graph with generic functions")
+
+    values = fam.get("values", {})
+    if not isinstance(values, dict):
+        fail("[family.values]", "must be a table")
+    rules = tuple((key, value_rule(key, rule, decimals, fail)) for key, rule in values.items())
+    return Family(**common, layered=layered, graph=graph, activations=activations, values=rules)
+
+
+def _choices(value, single):
+    """A key's choices: a list of them, or one value (``single(value)`` says which)."""
+    return (value,) if single(value) else tuple(value) if isinstance(value, list) else (value,)
+
+
+def _layered_choices(table, fail, functions) -> dict:
+    if not isinstance(table, dict):
+        fail("[family.layered]", "must be a table")
+    for key in table:
+        if key not in _LAYERED_KEYS:
+            fail(f"[family.layered] {key}", "unknown key; known: " + ", ".join(_LAYERED_KEYS))
+    if "sizes" not in table:
+        fail("[family.layered] sizes", "missing key (layer widths such as [2, 2, 1], or a list of them)")
+    sizes = _choices(table["sizes"], lambda v: isinstance(v, list) and bool(v) and isinstance(v[0], int))
+    for s in sizes:
+        if not (isinstance(s, list) and len(s) >= 2 and all(type(n) is int and 1 <= n <= 8 for n in s)) or len(s) > 6:
+            fail("[family.layered] sizes", f"{s!r} is not a list of 2 to 6 layer widths from 1 to 8")
+    choices = {"sizes": tuple(tuple(s) for s in sizes)}
+    defined = {n for n, p in functions.items() if p.kind == "defined" and p.activation}
+    known = {
+        "hidden": (set(fn.ACTIVATIONS) | defined, "sigmoid"),
+        "output": (set(fn.ACTIVATIONS) | defined | {"softmax"}, "identity"),
+        "loss": (set(fn.LOSSES), "half_sse"), "form": ({"neuron", "layer"}, "neuron"),
+        "reduction": ({"sum", "mean"}, "sum"),
+    }
+    for key, (allowed, default) in known.items():
+        values = _choices(table.get(key, default), lambda v: isinstance(v, str))
+        for v in values:
+            if v not in allowed:
+                fail(f"[family.layered] {key}", f"unknown {key} {v!r}; known: {', '.join(sorted(allowed))}")
+        if not values:
+            fail(f"[family.layered] {key}", "an empty list of choices")
+        choices[key] = values
+    # every combination must build: find the bad one now rather than in variant 137
+    for sizes in choices["sizes"]:
+        for output in choices["output"]:
+            for loss in choices["loss"]:
+                try:
+                    mlp([1] * (len(sizes) - 1) + [sizes[-1]], "identity", output, loss)
+                except NetworkError as err:
+                    fail("[family.layered]", f"output {output!r} with loss {loss!r}: {err}")
+    return choices
+
+
+def _activation_choices(table, spec, fail) -> dict:
+    if not isinstance(table, dict):
+        fail("[family.activations]", "must be a table")
+    result = {}
+    for g in spec.generics:
+        key = f"[family.activations] {g}"
+        if g not in table:
+            fail(key, f"missing: the generic function {g} needs activations to choose from, such as [\"sigmoid\", \"tanh\"]")
+        values = _choices(table[g], lambda v: isinstance(v, str))
+        if not values:
+            fail(key, "must be a list of activation names")
+        result[g] = tuple(bound_activation(v, spec.functions, lambda problem: fail(key, problem)) for v in values)
+    for g in table:
+        if g not in result:
+            fail(f"[family.activations] {g}", f"{g} is not a generic function declared in [network] functions")
+    return result
+
+
+def _decimal(value) -> Fraction:
+    """A TOML number as the exact decimal it was written as (0.1 is 1/10)."""
+    return Fraction(repr(value)) if isinstance(value, float) else Fraction(value)
+
+
+def value_rule(key, rule, decimals, fail):
+    """A ``[family.values]`` rule: ``("fixed", x)``, ``("grid", numbers)``, ``("choices",
+    numbers)`` or ``("one-hot",)``; numbers are exact decimals (Fractions)."""
+    where = f"[family.values] {key}"
+    number = (int, float)
+    if isinstance(rule, bool):
+        fail(where, "must be a number, a range [low, high], a table or \"one-hot\"")
+    if isinstance(rule, number):
+        return ("fixed", _decimal(rule))
+    if rule == "one-hot":
+        return ("one-hot",)
+    zero = False
+    if isinstance(rule, dict):
+        extra = set(rule) - {"range", "zero", "choices"}
+        if extra or ("range" in rule) == ("choices" in rule):
+            fail(where, "a table needs exactly one of range = [low, high] or choices = [...] (and optionally zero = true)")
+        if "choices" in rule:
+            choices = rule["choices"]
+            if not (isinstance(choices, list) and choices and all(isinstance(c, number) and not isinstance(c, bool) for c in choices)):
+                fail(where, "choices must be a non-empty list of numbers")
+            return ("choices", tuple(_decimal(c) for c in choices))
+        zero = rule.get("zero", False)
+        if not isinstance(zero, bool):
+            fail(where, "zero must be true or false")
+        rule = rule["range"]
+    if not (isinstance(rule, list) and len(rule) == 2 and all(isinstance(v, number) and not isinstance(v, bool) for v in rule)):
+        fail(where, "must be a number, a range [low, high], a table or \"one-hot\"")
+    low, high = (_decimal(v) for v in rule)
+    scale = 10**decimals
+    grid = [n for n in range(math.ceil(low * scale), math.floor(high * scale) + 1) if zero or n != 0]
+    if low > high or not grid:
+        fail(where, f"the range [{rule[0]}, {rule[1]}] holds no number with {decimals} decimals")
+    return ("grid", tuple(Fraction(n, scale) for n in grid))
+
+
+def _circuit_templates(fam, fail, patterns, functions) -> tuple[tuple, tuple[str, ...]]:
+    """The staged circuit of every ``[family] expressions`` template, and the variable names."""
+    names = fam.get("variables")
+    if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+        fail("[family] variables", 'missing or not a list of names such as ["x", "y", "z"]')
+    for n in names:
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", n) or keyword.iskeyword(n) or n in FUNCTIONS or n in functions:
+            fail("[family] variables", f"{n!r} is not a variable name (letters, digits and '_', not a function)")
+    if len(set(names)) != len(names):
+        fail("[family] variables", "a name is listed twice")
+    symbols = {n: sp.Symbol(n) for n in names}
+    texts = fam.get("expressions")
+    if not (isinstance(texts, list) and texts and all(isinstance(t, str) for t in texts)):
+        fail("[family] expressions", 'missing or not a list of expressions such as ["(x + y)*z"]')
+    circuits = []
+    for i, text in enumerate(texts, 1):
+        key = f"[family] expressions (item {i})"
+        try:
+            expr = parse_expression(text, symbols, functions, where=key)
+            used = [s for s in symbols.values() if s in expr.free_symbols]
+            circuit = stage(expr, used)
+        except SpecError as err:
+            fail(key, f"{text!r}: {err.problem}")
+        except NetworkError as err:
+            fail(key, f"{text!r}: {err}")
+        if patterns and not any(fnmatch.fnmatchcase(s.name, p) for s in used for p in patterns):
+            fail("[family] wrt", f"no variable of expression {i} ({text!r}) matches {', '.join(patterns)}")
+        circuits.append((text, circuit))
+    return tuple(circuits), tuple(names)

@@ -16,6 +16,7 @@ import io
 import os
 import sys
 import tomllib
+import traceback
 import warnings
 from pathlib import Path
 
@@ -90,6 +91,9 @@ def run(argv, out_file: Path):
             status = main([str(a) for a in argv])
         except SystemExit as exit_:
             status = exit_.code
+        except Exception:  # a traceback is a result to compare too
+            status = "traceback"
+            traceback.print_exc(file=stderr)
     out_file.write_text(f"$ symprop {' '.join(map(str, argv))}\n{stdout.getvalue()}\n"
                         f"-- exit {status}\n{stderr.getvalue()}", encoding="utf-8")
 

@@ -1,6 +1,10 @@
-"""Moodle XML export of a family's variants: numerical and multiple-choice questions.
+r"""Output files: atomic writes, pdflatex, the exam's files and Moodle XML.
 
-The file follows Moodle's own XML export (``question/format/xml/format.php``): a
+Every file symprop writes goes through :func:`write_atomic`, so a failure leaves the old
+file (or none), never half of a new one; :func:`compile_pdf` runs latexmk or pdflatex
+with shell escape off and reports a failure in one line with the path of its log.
+
+Moodle XML follows Moodle's own XML export (``question/format/xml/format.php``): a
 ``<quiz>`` of ``<question type="...">`` elements, a ``category`` question first. Every
 question has ``name``, ``questiontext format="html"``, ``generalfeedback`` (the worked
 solution), ``defaultgrade``, ``penalty`` and ``hidden``. A ``numerical`` question has one
@@ -14,8 +18,9 @@ Text with HTML goes in CDATA sections, as Moodle writes it (only where the text 
 MathJax. Only the standard library's ``xml.etree`` writes the file.
 
 >>> import xml.etree.ElementTree as ET
->>> from symprop.exam import family_from_text, variants
->>> fam = family_from_text('[family]\\noptions = 2\\n[family.layered]\\nsizes = [1, 1, 1]\\n', "demo.toml")
+>>> from symprop.exam import variants
+>>> from symprop.spec import family_from_text
+>>> fam = family_from_text('[family]\noptions = 2\n[family.layered]\nsizes = [1, 1, 1]\n', "demo.toml")
 >>> root = ET.fromstring(moodle_xml(fam, variants(fam, 1, seed=1)))
 >>> [q.get("type") for q in root]
 ['category', 'numerical', 'multichoice']
@@ -23,13 +28,133 @@ MathJax. Only the standard library's ``xml.etree`` writes the file.
 
 from __future__ import annotations
 
+import csv
+import io
 import math
+import os
 import re
-from html import escape as html_escape
+import shutil
+import subprocess
+import tempfile
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from html import escape as html_escape
+from pathlib import Path
 
-__all__ = ["moodle_xml", "PENALTY"]
+from .documents.environment import environment
+from .documents.variants import (
+    answer_key_tex, circuit_variant_context, plain_number, render_variants, variant_context,
+)
+from .exam import Variant, variants
+from .spec import Family
+
+__all__ = ["write_atomic", "compile_pdf", "LatexError", "write_exam", "answer_key_csv", "moodle_xml", "PENALTY"]
+
+
+class LatexError(RuntimeError):
+    """pdflatex failed, or is not installed; the message says where the log is."""
+
+
+def write_atomic(path, text: str | Iterable[str]) -> Path:
+    """Write ``text`` (a string or chunks) to ``path`` all at once: into a temporary file in
+    the same directory, then ``os.replace``. After a failure the old file (or none) remains.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            for chunk in [text] if isinstance(text, str) else text:
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def compile_pdf(tex_path, *, latexmk: bool = True, timeout: float = 300) -> Path:
+    """Compile ``tex_path`` next to it with latexmk (or, without it or with
+    ``latexmk=False``, pdflatex, rerun while the log asks); returns the PDF's path.
+
+    Shell escape is off. On any LaTeX error, raises :class:`LatexError` with the first
+    error line and the path of the log.
+    """
+    tex = Path(tex_path).resolve()
+    log = tex.with_suffix(".log")
+    flags = ["-interaction=nonstopmode", "-halt-on-error", "-file-line-error", "-no-shell-escape"]
+    if latexmk and shutil.which("latexmk"):
+        _run_tex(["latexmk", "-pdf", "-silent", f"-pdflatex=pdflatex {' '.join(flags)} %O %S", tex.name], tex, log, timeout)
+    elif shutil.which("pdflatex"):
+        for _ in range(3):
+            _run_tex(["pdflatex", *flags, tex.name], tex, log, timeout)
+            if "Rerun to get" not in log.read_text(encoding="utf-8", errors="replace"):
+                break
+    else:
+        raise LatexError("neither latexmk nor pdflatex is installed; install TeX Live to get a PDF")
+    return tex.with_suffix(".pdf")
+
+
+def _run_tex(cmd, tex, log, timeout):
+    try:
+        done = subprocess.run(
+            cmd, cwd=tex.parent, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, timeout=timeout, check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise LatexError(f"pdflatex took longer than {timeout:.0f} s on {tex}; the log is {log}") from None
+    if done.returncode != 0:
+        raise LatexError(f"pdflatex failed on {tex}: {_first_error(log)}; the log is {log}")
+
+
+def _first_error(log: Path) -> str:
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "no log was written"
+    for line in text.splitlines():
+        if line.startswith("!") or re.match(r"^[^:\s]+:\d+: ", line):
+            return line.strip()
+    return "see the log"
+
+
+# -- exams ------------------------------------------------------------------------------
+
+def write_exam(
+    family: Family, n: int, seed: int, directory, *, combined: bool = False, answers: bool = False,
+    pdf: bool = False, moodle=None,
+) -> list[Path]:
+    """Write ``n`` variants, the answer key (CSV and LaTeX) and optionally a Moodle XML file;
+    every file atomically. Returns the paths written (PDFs included with ``pdf``)."""
+    vs = variants(family, n, seed)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    documents = render_variants(family, vs, combined=combined, answers=answers)
+    documents[f"{family.name}-key.tex"] = answer_key_tex(family, vs)
+    written = [write_atomic(directory / name, text) for name, text in documents.items()]
+    written.append(write_atomic(directory / f"{family.name}-key.csv", answer_key_csv(family, vs)))
+    if moodle is not None:
+        written.append(write_atomic(Path(moodle), moodle_xml(family, vs)))
+    if pdf:
+        written += [compile_pdf(directory / name) for name in documents]
+    return written
+
+
+def answer_key_csv(family: Family, vs: Sequence[Variant]) -> str:
+    """The answer key as CSV: variant, question, value (12 significant digits), the value
+    rounded as shown, and the letter of the right option; one row per question."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["variant", "question", "value", "rounded", "option"])
+    for v in vs:
+        for q in v.questions:
+            writer.writerow([v.index, q.question, plain_number(q.answer, 12), plain_number(q.answer, family.digits),
+                             q.correct_letter if family.options else ""])
+    return out.getvalue()
+
+
+# -- Moodle XML -------------------------------------------------------------------------
 
 # Moodle's default penalty for a wrong try (interactive behaviour), as its export writes it.
 PENALTY = "0.3333333"
@@ -78,9 +203,6 @@ def moodle_xml(family, variants: Sequence, *, numerical: bool = True, multichoic
     """The variants as a Moodle XML quiz file (text). ``multichoice`` defaults to whether
     the family has wrong options; ``category`` defaults to ``$course$/top/symprop/NAME``.
     A circuit variant asking for several gradients gives one question per gradient."""
-    from .exam import circuit_variant_context, variant_context
-    from .render import environment
-
     if multichoice is None:
         multichoice = family.options > 0
     if multichoice and family.options == 0:
@@ -118,14 +240,12 @@ def moodle_xml(family, variants: Sequence, *, numerical: bool = True, multichoic
 def _questions(w, quiz, family, base, value, ctx, question_text, solution, html, *, numerical, multichoice, digits):
     """The numerical and the multiple-choice question for one answer ``value``; ``ctx``
     holds its printed ``goal``, ``answer`` and ``options``."""
-    from .exam import _plain_number
-
     if numerical:
         q = _question(w, quiz, "numerical", f"{base} (numerical)", question_text(False), solution)
         answer = ET.SubElement(q, "answer", fraction="100", format="moodle_auto_format")
-        w.set(ET.SubElement(answer, "text"), _plain_number(value, digits))
+        w.set(ET.SubElement(answer, "text"), plain_number(value, digits))
         w.text(answer, "feedback", f"<p>Right: \\({ctx['goal']} = {ctx['answer']}\\).</p>", format="html")
-        w.leaf(answer, "tolerance", _plain_number(family.tolerance * abs(value), 3))
+        w.leaf(answer, "tolerance", plain_number(family.tolerance * abs(value), 3))
         w.leaf(q, "unitgradingtype", 0)
         w.leaf(q, "unitpenalty", "0.1000000")
         w.leaf(q, "showunits", 3)  # no units

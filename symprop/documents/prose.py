@@ -1,0 +1,185 @@
+r"""Finished sentences for the documents, built once in Python for LaTeX and for HTML.
+
+A sentence is prose with its math between ``$`` signs: ``"the power rule $(u^n)' = n\,u^{n-1}$"``.
+LaTeX templates print it as it is; Moodle's HTML templates print :func:`html` of it (the
+prose escaped, the math in MathJax's ``\( \)``). Templates never choose a sentence: the
+rule, gate or mistake behind it is decided here, from the records.
+
+>>> html("the rule $a < b$ & more")
+'the rule \\(a &lt; b\\) &amp; more'
+"""
+
+from __future__ import annotations
+
+import re
+from html import escape
+
+from ..derive import local_partial
+from ..functions import record_of
+from ..printing import latex_escape
+
+__all__ = ["rule_sentence", "html", "names", "method_intro", "step_title", "step_sentence", "mistake_sentence"]
+
+
+def rule_sentence(rule, printer=None) -> str:
+    """Why a local partial is what it is, for one derivative rule (a record's sentence; a
+    defined function's from its formula, printed by ``printer``)."""
+    if rule.sentence is not None:
+        return rule.sentence
+    if getattr(rule, "definition", None) is not None and printer is not None:
+        head = printer.head(rule)
+        derivative = printer.doprint(rule.derivative_definition)
+        return rf"${head}'(u) = {derivative}$, from its definition ${head}(u) = {printer.doprint(rule.definition)}$"
+    return f"the derivative rule of {latex_escape(rule.name)}"
+
+
+def html(sentence: str) -> str:
+    r"""A sentence for HTML: prose escaped, ``\emph{...}`` as ``<em>``, each ``$math$`` as
+    ``\(math\)`` (escaped too)."""
+    parts = sentence.split("$")
+    return "".join(_EMPH.sub(r"<em>\1</em>", escape(part, quote=False)) if i % 2 == 0
+                   else rf"\({escape(part, quote=False)}\)" for i, part in enumerate(parts))
+
+
+_EMPH = re.compile(r"\\emph\{([^{}]*)\}")
+
+
+def names(items) -> str:
+    """``$a$``, ``$a$ and $b$``, ``$a$, $b$ and $c$``: printed names in a sentence."""
+    items = [f"${x}$" for x in items]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1] if items else ""
+
+
+def method_intro(method: str, wrt: str, loss: str) -> str:
+    """How a derivation by ``method`` proceeds, then what its two kinds of derivatives are."""
+    if method == "top-down":
+        first = (rf"We work \emph{{top-down}}, the way backpropagation runs on a computer: start at the loss ${loss}$ "
+                 rf"and walk down against the forward flow. The delta $\frac{{d {loss}}}{{d z_k}}$ of each node is "
+                 "computed once, from the deltas of the nodes it gives input to, then stored and reused for everything "
+                 f"below it. Only the nodes on a path from ${wrt}$ to ${loss}$ are needed.")
+    elif method == "bottom-up":
+        first = (rf"We work \emph{{bottom-up}}, the way that is easier by hand: start at the weight ${wrt}$, factor its "
+                 "gradient into the delta of the node it enters and a local partial derivative, then walk up along "
+                 f"the forward flow, one node at a time, until the loss ${loss}$ is reached. Only the nodes on a path "
+                 f"from ${wrt}$ to ${loss}$ are visited.")
+    else:
+        first = (f"We write the gradient as a sum over all paths from ${wrt}$ up to ${loss}$: each path contributes "
+                 "the product of the local partial derivatives along its edges.")
+    return first + "\n" + (
+        r"A local partial derivative such as $\frac{\partial z_l}{\partial z_k}$ differentiates the expression of one "
+        rf"node, the other nodes held fixed; a delta $\frac{{d {loss}}}{{d z_k}}$ is the total derivative of the loss.")
+
+
+def step_title(rule: str, method: str, node: str | None) -> str:
+    """The bold title of a derivation step."""
+    if rule == "factor at the bottom":
+        return "Start at the weight."
+    if rule == "finish at the bottom":
+        return "Finish at the bottom."
+    if rule == "sum over consumers" and method == "bottom-up":
+        return f"Walk up from ${node}$."
+    if rule == "loss directly" and method == "bottom-up":
+        return f"${node}$ reaches the loss."
+    if rule in ("sum over consumers", "loss directly"):
+        return f"The delta of ${node}$."
+    if rule == "sum over paths":
+        return "Sum over paths."
+    return latex_escape(rule).capitalize()
+
+
+def step_sentence(rule: str, method: str, node: str | None, over: list[str], wrt: str, loss: str,
+                  path_count: int) -> str:
+    """Why a derivation step is what it is: the chain rule as that step uses it."""
+    one = len(over) == 1
+    if rule == "factor at the bottom":
+        if one:
+            return (f"${wrt}$ enters the network only through ${over[0]}$, so its gradient factors into the delta of "
+                    f"${over[0]}$ and a local partial derivative that the expression of ${over[0]}$ gives directly. "
+                    "The delta is not known yet: we walk up to find it.")
+        return (f"${wrt}$ enters {names(over)}, so its gradient is the sum over these nodes of their delta times a "
+                "local partial derivative. The deltas are not known yet: we walk up to find them.")
+    if rule == "finish at the bottom":
+        if one:
+            return (f"${wrt}$ enters the network only through ${over[0]}$, whose delta is known from above: multiply it "
+                    "by the local partial derivative.")
+        return (f"${wrt}$ enters {names(over)}, whose deltas are known from above: sum each delta times its local "
+                "partial derivative.")
+    if rule == "sum over consumers":
+        if method == "bottom-up":
+            how = ("the delta of $" + over[0] + "$ times a local partial derivative" if one
+                   else "a sum over these nodes of their delta times a local partial derivative")
+            return (f"${node}$ gives input to {names(over)}, so by the chain rule its delta is {how}. The local "
+                    f"partial derivatives follow from the node expressions; the {'delta comes' if one else 'deltas come'} next.")
+        how = (f"the delta of ${over[0]}$ times a local partial derivative; that delta was computed above and is "
+               "reused here" if one else "the sum over these nodes of their delta times a local partial derivative; "
+               "their deltas were computed above and are reused here")
+        return f"${node}$ gives input to {names(over)}. By the chain rule its delta is {how}."
+    if rule == "loss directly":
+        return (f"The loss ${loss}$ depends on ${node}$ directly, so the delta of ${node}$ is the local partial "
+                f"derivative of ${loss}$.")
+    if rule == "sum over paths":
+        paths = "The only path" if path_count == 1 else f"Each of the {path_count} paths"
+        return (f"{paths} from ${wrt}$ to ${loss}$ contributes the product of the local partial derivatives along it; "
+                "each local partial derivative follows from one node's expression.")
+    return ""
+
+
+def mistake_sentence(m, net, printer) -> str:
+    """What a wrong option of a network question gets wrong: its typical mistake
+    (:class:`~symprop.mistakes.Mistake`) as a noun phrase, in the network's names."""
+    name = printer.doprint
+    if m.node is not None:
+        f = net.nodes[m.node]
+        node, function, given = name(m.node), _function_head(f, printer), name(f.args[0])
+        factor = name(local_partial(net, m.node, net.producers[m.node][0]).products[0][0][0])
+    if m.kind == "sign":
+        return "a sign error: the derivative of the loss with respect to the output taken with the wrong sign"
+    if m.kind == "missing-derivative":
+        return (f"a missing activation derivative: the factor ${factor}$ (the derivative of ${function}$ at ${node}$) "
+                "left out")
+    if m.kind == "pre-activation":
+        return (f"the pre-activation used instead of the output: ${function}'$ at ${node}$ written in its output, "
+                f"${factor}$, but evaluated with the pre-activation ${given}$ in place of ${node}$")
+    if m.kind == "output-for-input":
+        return (f"the output used instead of the pre-activation: ${function}'$ at ${node}$ evaluated at the output, "
+                f"${name(m.used)}$, instead of at ${given}$")
+    if m.kind == "transpose":
+        pairs = ", ".join(f"${name(q)}$ for ${name(p)}$" for p, q in m.swapped)
+        return f"a wrong weight index (a missing transpose) going down: {pairs}"
+    if m.kind == "dropped-path":
+        path = r" \to ".join(name(s) for s in m.path)
+        return f"a dropped path: ${path}$ left out of the sum over paths"
+    if m.kind == "batch-sum":
+        return "forgetting the batch mean: the per-sample gradients summed instead of averaged"
+    return latex_escape(m.label)
+
+
+def circuit_mistake_sentence(m, circuit, printer) -> str:
+    """What a wrong option of a circuit question gets wrong: its typical mistake
+    (:class:`~symprop.mistakes.CircuitMistake`) as a noun phrase."""
+    name = printer.doprint
+    gate = None if m.gate is None else circuit.gate_of[m.gate]
+    if m.kind == "fan-out":
+        return (f"forgetting the fan-out sum: ${name(m.wire)}$ is used by {len(circuit.uses(m.wire))} gates, but only "
+                f"the gradient flowing back via ${name(m.kept)}$ is taken")
+    if m.kind == "add-scale":
+        return (f"the add gate ${name(m.gate)}$ scaling the gradient by the value of its other inputs, as if it were "
+                "a multiply gate, instead of passing it through unchanged")
+    if m.kind == "mul-own":
+        return (f"the multiply gate ${name(m.gate)}$ not swapping its inputs: each input gets the gradient times its "
+                "own value instead of the other input's")
+    if m.kind == "max-route":
+        wrong, right = ("smaller", "larger") if gate.op == "max" else ("larger", "smaller")
+        return f"the {gate.op} gate ${name(m.gate)}$ routing the gradient to the {wrong} input instead of the {right} one"
+    if m.kind == "sign" and gate is not None:
+        local = name(local_partial(circuit.network, gate.symbol, gate.inputs[0]).expr)
+        return f"a sign error at ${name(m.gate)}$: the minus sign of its local gradient ${local}$ dropped"
+    if m.kind == "sign":
+        return "a sign error: the gradient taken with the wrong sign"
+    return latex_escape(m.label)
+
+
+def _function_head(f, printer) -> str:
+    """The LaTeX head of an activation call (SymPy's own tanh by its record's head)."""
+    record = record_of(f)
+    return printer.head(f) or (record and record.head) or r"\operatorname{" + latex_escape(type(f).__name__) + "}"
