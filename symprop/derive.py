@@ -433,9 +433,9 @@ class Derivation:
     # -- presentation
 
     def __str__(self) -> str:
-        from .report import text
+        from .printing import derivation_text
 
-        return text(self)
+        return derivation_text(self)
 
     def __repr__(self) -> str:
         return f"<Derivation d{self.target}/d{self.wrt} by {self.method}, {len(self.users)} direct uses>"

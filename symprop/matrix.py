@@ -728,11 +728,6 @@ class MatrixDerivation:
         """``{n_0: 784, ..., n_L: 10}``."""
         return dict(zip(self.dims, self.sizes))
 
-    def __str__(self) -> str:
-        from .report import text
-
-        return text(self)
-
     def __repr__(self):
         return f"<MatrixDerivation {self.description}>"
 
@@ -999,11 +994,6 @@ class MatrixGradient:
     @property
     def batch(self) -> int:
         return self.activations[0].shape[1]
-
-    def __str__(self) -> str:
-        from .report import text
-
-        return text(self)
 
 
 MAX_LISTED = 100_000  # gradient entries listed in JSON

@@ -183,22 +183,8 @@ class _Program:
         # derivatives of functions (the chain factors; the others are algebra) as one set:
         # looking at each partial's full expression would cost more than compiling it
         chains = {f for *_, lps in backward for lp in lps for chain, _ in lp.products for f in chain}
-        for f in sorted(chains, key=sp.default_sort_key):
-            for d in sorted(f.atoms(sp.Derivative), key=sp.default_sort_key)[:1]:
-                name = getattr(d.expr, "func", d.expr).__name__
-                raise NumericError(f"no numeric derivative rule for {name}: its derivative stays unevaluated ({f})")
-        exprs = [e for _, e in forward] + list(chains)
         self.namespace = {"log_softmax": _log_softmax}
-        try:
-            self.namespace.update(F.numpy_namespace(exprs))
-        except ValueError as err:
-            raise NumericError(str(err)) from None
-        self.namespace.update(_generic_namespace(exprs, bind))
-        self.printer = NumPyPrinter({
-            "fully_qualified_modules": False, "inline": True, "allow_unknown_functions": True,
-            "user_functions": {name: name for name in self.namespace},
-            "order": "none",  # sorting the terms of a 785-term sum costs more than compiling it
-        })
+        self._know([e for _, e in forward] + list(chains))
         self.forward = [(k, *self.compile(e), k in self.probabilities) for k, e in forward]
         self.backward = [_Partials(self, l, wrt, lps) for l, wrt, lps in backward]
         self._extra: dict = {}
@@ -207,6 +193,21 @@ class _Program:
             for k, expr in net.nodes.items()
             for sce in sorted(expr.atoms(F.softmax_cross_entropy), key=sp.default_sort_key)
         ]
+
+    def _know(self, exprs):
+        """Add the NumPy forms of the functions in ``exprs`` (bound generics included) to the
+        namespace compiled code runs in, and a printer that calls them by name."""
+        try:
+            found = {**F.numpy_namespace(exprs), **_generic_namespace(exprs, self.bind)}
+        except ValueError as err:
+            raise NumericError(str(err)) from None
+        if found.keys() - self.namespace.keys() or not hasattr(self, "printer"):
+            self.namespace.update(found)
+            self.printer = NumPyPrinter({
+                "fully_qualified_modules": False, "inline": True, "allow_unknown_functions": True,
+                "user_functions": {name: name for name in self.namespace},
+                "order": "none",  # sorting the terms of a 785-term sum costs more than compiling it
+            })
 
     def compile(self, expr):
         """``(args, function)``: ``expr`` (or a list) lambdified over its free symbols."""
@@ -220,6 +221,7 @@ class _Program:
     def extra(self, key, expr):
         """A cached compiled helper expression (flow's unit derivatives, user gradients)."""
         if key not in self._extra:
+            self._know(expr if isinstance(expr, list) else [expr])
             self._extra[key] = self.compile(expr)
         return self._extra[key]
 
@@ -448,11 +450,6 @@ class Gradient:
     gradient: dict
     batched: bool
 
-    def __str__(self) -> str:
-        from .report import text
-
-        return text(self)
-
 
 
 
@@ -524,7 +521,7 @@ class CheckRow:
     other: float
     rel_error: float
     verdict: str
-    expression: str | None = None  # the user's gradient expression (against rows)
+    expression: sp.Expr | None = None  # the user's gradient expression (against rows)
     paths: tuple = ()
     note: str | None = None
 
@@ -559,11 +556,6 @@ class Check:
     def failures(self) -> list:
         """Names of the parameters whose check failed (suspicious or wrong)."""
         return list(dict.fromkeys(str(r.name) for r in self.rows + self.against if r.failed))
-
-    def __str__(self) -> str:
-        from .report import text
-
-        return text(self)
 
 
 def check(net: Network, values, bind=None, against=None) -> Check:
@@ -670,11 +662,6 @@ class Descent:
     updated: tuple
     history: tuple
     lr: float
-
-    def __str__(self) -> str:
-        from .report import text
-
-        return text(self)
 
 
 def step(net: Network, values, lr: float, *, steps: int = 1, only=None, batch_size: int | None = None,
@@ -786,11 +773,6 @@ class Flow:
     saturated: tuple
     dead: tuple
     fraction: dict
-
-    def __str__(self) -> str:
-        from .report import text
-
-        return text(self)
 
 
 def _unit(expr, bind):

@@ -21,7 +21,7 @@ import functools
 import math
 import re
 
-from sympy import Add, Mul
+from sympy import Add, Mul, S, Symbol
 from sympy.printing.latex import LatexPrinter as _SymPyLatexPrinter
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
@@ -30,7 +30,7 @@ from .functions import U, Primitive, record_of
 from .graph import display_name
 
 __all__ = [
-    "TextPrinter", "SpecPrinter", "text", "text_chain", "spec_string", "spec_chain", "rule_text",
+    "TextPrinter", "SpecPrinter", "text", "text_chain", "spec_string", "spec_chain", "rule_text", "derivation_text",
     "LatexPrinter", "latex", "latex_chain", "latex_derivation", "latex_escape", "latex_name",
     "latex_number", "latex_softmax",
 ]
@@ -71,9 +71,34 @@ def _complement_after(factors) -> list:
     return factors
 
 
+def decimal(q) -> str | None:
+    """A rational that came from a decimal literal (its denominator a power-of-ten divisor of
+    at least 1000, such as 0.7978845608) as that decimal; None for any other number, which
+    prints as a fraction (1/2, 1/100)."""
+    if not q.is_Rational or q.q < 1000:
+        return None
+    n, twos, fives = q.q, 0, 0
+    while n % 2 == 0:
+        n, twos = n // 2, twos + 1
+    while n % 5 == 0:
+        n, fives = n // 5, fives + 1
+    if n != 1:
+        return None
+    places = max(twos, fives)
+    digits = str(abs(q.p) * 10**places // q.q).rjust(places + 1, "0")
+    return ("-" if q.p < 0 else "") + digits[:-places] + "." + digits[-places:]
+
+
 def _mul_complement_after(expr: Mul) -> Mul:
     factors = _complement_after(expr.args)
-    return expr if factors == list(expr.args) else Mul(*factors, evaluate=False)
+    expr = expr if factors == list(expr.args) else Mul(*factors, evaluate=False)
+    coeff, rest = expr.as_coeff_Mul()
+    shown = decimal(abs(coeff))
+    if shown is None:
+        return expr
+    # a decimal coefficient prints as written (0.7978845608*u, not 997355701*u/1250000000)
+    sign = (S.NegativeOne,) if coeff < 0 else ()
+    return Mul(*sign, Symbol(shown), *Mul.make_args(rest), evaluate=False)
 
 
 class _SymPropStr(StrPrinter):
@@ -106,6 +131,9 @@ class _SymPropStr(StrPrinter):
 
     def _print_Symbol(self, expr):
         return "u" if expr == U else super()._print_Symbol(expr)
+
+    def _print_Rational(self, expr):
+        return decimal(expr) or super()._print_Rational(expr)
 
     def _print_softmax_cross_entropy(self, expr):
         return f"softmax_cross_entropy([{self._list(expr.logits)}], [{self._list(expr.targets)}])"
@@ -166,6 +194,22 @@ def spec_chain(expr) -> str:
 def spec_string(expr) -> str:
     """``expr`` in spec syntax, with the spec's identifiers and function names."""
     return SpecPrinter().doprint(expr)
+
+
+def derivation_text(d) -> str:
+    """A derivation: one equation a line, its rule on the right."""
+    lines = [f"d{d.target}/d{d.wrt}  ({d.method}, {d.path_count} path{'s' * (d.path_count != 1)})"]
+    for step in d.steps:
+        eq = f"  {text(step.lhs)} = {text_chain(step.rhs)}"
+        why = step.rule
+        if step.because:
+            why += ": " + "; ".join(rule_text(r) for r in step.because)
+        lines.append(f"{eq}    [{why}]")
+    full = d.substituted
+    if full is not None:
+        lines.append(f"  = {text(full)}    [substitute the node definitions]")
+    lines += [f"  note: {n}" for n in d.notes]
+    return "\n".join(lines)
 
 
 # -- LaTeX ------------------------------------------------------------------------------
@@ -366,6 +410,9 @@ class LatexPrinter(_SymPyLatexPrinter):
 
     def _print_DiagMatrix(self, expr):
         return self._call(r"\operatorname{Diag}", expr.args[0])
+
+    def _print_Rational(self, expr):
+        return decimal(expr) or super()._print_Rational(expr)
 
     def _print_softmax(self, expr, exp=None):
         if expr in self._settings["values"]:

@@ -14,7 +14,7 @@ from .derive import local_partial
 from .matrix import MAX_LISTED, MAX_SHOWN, MatrixStep
 from .matrix import text as matrix_text
 from .numeric import GOOD, OK, SATURATION, STEP, SUSPICIOUS
-from .printing import rule_text, spec_chain, spec_string, text as text_of, text_chain
+from .printing import derivation_text, spec_chain, spec_string, text as text_of
 
 __all__ = ["text", "json"]
 
@@ -42,19 +42,7 @@ def _dispatch(prefix, result):
 # -- derivations ---------------------------------------------------------------------------
 
 def _text_Derivation(d) -> str:
-    """A derivation: one equation a line, its rule on the right."""
-    lines = [f"d{d.target}/d{d.wrt}  ({d.method}, {d.path_count} path{'s' * (d.path_count != 1)})"]
-    for step in d.steps:
-        eq = f"  {text_of(step.lhs)} = {text_chain(step.rhs)}"
-        why = step.rule
-        if step.because:
-            why += ": " + "; ".join(rule_text(r) for r in step.because)
-        lines.append(f"{eq}    [{why}]")
-    full = d.substituted
-    if full is not None:
-        lines.append(f"  = {text_of(full)}    [substitute the node definitions]")
-    lines += [f"  note: {n}" for n in d.notes]
-    return "\n".join(lines)
+    return derivation_text(d)
 
 
 def _json_Derivation(d) -> dict:
@@ -116,7 +104,7 @@ def _json_Check(result) -> dict:
         record = {"engine": _plain(r.engine), other: _plain(r.other),
                   "relative_error": _plain(r.rel_error), "verdict": r.verdict}
         if r.expression is not None:
-            record["expression"] = r.expression
+            record["expression"] = spec_string(r.expression)
         if r.failed:
             record["paths"] = [
                 {"path": [str(s) for s in p.path],
@@ -146,7 +134,7 @@ def _text_Check(result) -> str:
     lines += ["", _table(header, rows)]
     if result.against:
         header = ["param", "engine", "yours", "rel. error", "verdict", "your expression"]
-        rows = [[str(r.name), _num(r.engine), _num(r.other), f"{r.rel_error:.1e}", r.verdict, r.expression]
+        rows = [[str(r.name), _num(r.engine), _num(r.other), f"{r.rel_error:.1e}", r.verdict, text_of(r.expression)]
                 for r in result.against]
         lines += ["", _table(header, rows)]
     for r in result.rows + result.against:

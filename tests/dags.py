@@ -79,7 +79,11 @@ def reference_gradient(net, w, point):
     for k in reversed(net.order):
         full = full.xreplace({k: net.nodes[k]})
     full = bind_generic(F.explicit(full))
-    return evaluate(sp.diff(full, w), point)
+    # differentiate in real symbols: |u|' is then sign(u), not re/im derivatives (defined
+    # functions such as softsign use abs)
+    real = {s: sp.Dummy(s.name, real=True) for s in full.free_symbols}
+    derivative = sp.diff(full.xreplace(real), real.get(w, w)).xreplace({r: s for s, r in real.items()})
+    return evaluate(derivative, point)
 
 
 @st.composite

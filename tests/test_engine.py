@@ -70,7 +70,7 @@ def test_random_dags_pre_activation_form(net):
 @pytest.mark.parametrize("hidden", ["sigmoid", "tanh", "softplus"])
 def test_symbolic_equality_where_simplify_decides(hidden):
     net = mlp([2, 2, 1], hidden=hidden, output="sigmoid", loss="half_sse")
-    for w, d in net.derive().items():
+    for w, d in derive(net).items():
         full = net.nodes[net.loss]
         for k in reversed(net.order):
             full = full.xreplace({k: net.nodes[k]})
@@ -82,7 +82,7 @@ def test_symbolic_equality_where_simplify_decides(hidden):
 
 def test_seed002_dE_dw25_factors_at_the_bottom():
     net, g, z, w, E = seed002()
-    d = net.derive(w(2, 5), method="bottom-up")
+    d = derive(net, w(2, 5), method="bottom-up")
     first = d.steps[0]
     assert first.rule == "factor at the bottom"
     assert first.lhs == Total(E, w(2, 5))
@@ -97,7 +97,7 @@ def test_seed002_dE_dw25_factors_at_the_bottom():
 
 def test_seed002_dE_dw57_is_a_sum_over_z1_z2_z3():
     net, g, z, w, E = seed002()
-    d = net.derive(w(5, 7), method="bottom-up")
+    d = derive(net, w(5, 7), method="bottom-up")
     assert d.path_count == 3
     assert d.paths == [(w(5, 7), z[5], z[k], E) for k in (1, 2, 3)]
     # the final result of the notes, term for term and factor for factor, in chain order
@@ -118,7 +118,7 @@ def test_seed002_dE_dw57_is_a_sum_over_z1_z2_z3():
 
 def test_seed002_top_down_computes_deltas_from_E_downward():
     net, g, z, w, E = seed002()
-    d = net.derive(w(5, 7), method="top-down")
+    d = derive(net, w(5, 7), method="top-down")
     deltas = [s.lhs for s in d.steps if s.rule in ("loss directly", "sum over consumers")]
     assert deltas == [Total(E, z[1]), Total(E, z[2]), Total(E, z[3]), Total(E, z[5])]
     finish = [s for s in d.steps if s.rule == "finish at the bottom"]
@@ -142,7 +142,7 @@ def test_seed002_chain_with_two_branches():
         z[6]: sp.tanh(w[6] * z[7]),
     }
     net = Network(nodes, loss=L, params=list(w.values()), inputs=[z[7]])
-    d = net.derive(w[6])
+    d = derive(net, w[6])
     assert d.path_count == 2
     chains = [sp.Mul.make_args(t) for t in sp.Add.make_args(d.as_paths)]
     assert chains == [
@@ -162,7 +162,7 @@ def test_sigmoid_partial_in_output_form():
 def test_shared_parameter_sums_its_uses():
     x, w, a, b, E = sp.symbols("x w a b E")
     net = Network({a: sp.tanh(w * x), b: F.sigmoid(w * a), E: b}, loss=E, params=[w], inputs=[x])
-    d = net.derive(w)
+    d = derive(net, w)
     assert d.users == (a, b) and d.path_count == 2
     finish = next(s for s in d.steps if s.rule == "finish at the bottom")
     assert [sp.Mul.make_args(t) for t in sp.Add.make_args(finish.rhs)] == [
@@ -176,7 +176,7 @@ def test_fan_out_within_one_expression():
     lp = local_partial(net, h, w)
     assert lp.expr == x ** 2 + 2 * w
     assert local_partial(net, h, x).expr == 2 * w * x
-    assert "fan-out" in lp.because and len(lp.products) == 2  # w*x**2 and w**2
+    assert "fan-out" in [r.name for r in lp.because] and len(lp.products) == 2  # w*x**2 and w**2
 
 
 def test_paths_past_the_bound_are_refused_with_a_clear_error():
@@ -193,7 +193,7 @@ def test_paths_past_the_bound_are_refused_with_a_clear_error():
     assert net.path_count(params[0]) == 2 ** 11
     with pytest.raises(NetworkError, match="2048 paths .* max_paths=1000"):
         net.paths(params[0])
-    d = net.derive(params[0], max_paths=1000)
+    d = derive(net, params[0], max_paths=1000)
     assert d.as_paths is None and "2048 paths" in " ".join(d.notes)
     assert d.in_deltas is not None and d.steps  # the delta forms are always there
 
@@ -208,7 +208,7 @@ def test_deep_chain_does_not_recurse():
         prev = h
     nodes[E] = prev
     net = Network(nodes, loss=E, params=[w], inputs=[x])
-    assert net.derive(w).expr == 1500
+    assert derive(net, w).expr == 1500
 
 
 # -- validation --------------------------------------------------------------------------
@@ -255,9 +255,9 @@ def test_text_is_never_parsed_by_the_python_api():
 def test_derive_names_a_bad_wrt():
     net, *_ = seed002()
     with pytest.raises(NetworkError, match="no symbol named 'w_9_9'"):
-        net.derive("w_9_9")
+        derive(net, "w_9_9")
     with pytest.raises(NetworkError, match="not z_1"):
-        net.derive(sp.Symbol("z_1"))
+        derive(net, sp.Symbol("z_1"))
 
 
 def test_mlp_both_granularities_agree():
@@ -265,8 +265,8 @@ def test_mlp_both_granularities_agree():
     layer_net = mlp([2, 3, 2], hidden="sigmoid", output="softmax", loss="cross_entropy", form="layer")
     point = random_point(point_net, seed=3)
     for w in point_net.params:
-        a = evaluate(point_net.derive(w).substituted, point)
-        b = evaluate(layer_net.derive(w).substituted, point)
+        a = evaluate(derive(point_net, w).substituted, point)
+        b = evaluate(derive(layer_net, w).substituted, point)
         assert close(a, b) and close(a, reference_gradient(point_net, w, point))
 
 

@@ -14,12 +14,11 @@ import sympy as sp
 
 from symprop import functions as F
 from symprop.cli import main
-from symprop.exam import (
-    ExamError, answer_key_tex, family_from_text, load_family, render_variants, variant, variants, write_exam,
-)
+from symprop.documents.variants import answer_key_tex, render_variants
+from symprop.exam import ExamError, variant, variants
+from symprop.output import compile_pdf, write_exam
 from symprop.printing import latex_number
-from symprop.render import compile_pdf
-from symprop.spec import SpecError
+from symprop.spec import SpecError, family_from_text, load_family
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "exam_family.toml"
@@ -713,7 +712,7 @@ def test_bad_circuit_families_name_file_and_key(text, key):
 
 
 def test_circuit_question_leaves_gradients_blank_and_solution_is_render_circuits(fill_in):
-    from symprop.gates import render_circuit
+    from symprop.documents.circuit import render_circuit
 
     fam, vs = fill_in
     docs = render_variants(fam, vs[:3])
@@ -770,16 +769,17 @@ def test_circuit_answer_key_has_one_row_per_question(fill_in, tmp_path):
     assert "gate-circuits-key.tex" in {p.name for p in written}
 
 
+# what the feedback of each kind of wrong option must say (the LaTeX documents' mistake sentences)
 CIRCUIT_PHRASES = {
-    "fan-out": "forgets the fan-out sum", "add-scale": "add gate", "mul-own": "not swap its inputs",
-    "max-route": "route the gradient", "sign": "sign error",
+    "fan-out": "forgetting the fan-out sum", "add-scale": "add gate", "mul-own": "not swapping its inputs",
+    "max-route": "routing the gradient", "sign": "a sign error",
 }
 
 
 def test_circuit_moodle_xml_passes_the_structure_checker(circuits, fill_in):
     import xml.etree.ElementTree as ET
 
-    from symprop.moodle import moodle_xml
+    from symprop.output import moodle_xml
     from test_moodle import check_quiz, text_of
 
     for fam, vs in (circuits, fill_in):

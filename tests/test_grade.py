@@ -7,18 +7,24 @@ from pathlib import Path
 import pytest
 import sympy as sp
 
-from symprop import Network, functions as F, sigmoid
+from symprop import Network, derive, functions as F, sigmoid
 from symprop.cli import main
-from symprop.exam import family_from_text, variants
-from symprop.grade import grade
+from symprop.exam import variants
+from symprop.grade import grade as grade_expression
 from symprop.printing import spec_string
-from symprop.spec import SpecError, load_spec
+from symprop.spec import SpecError, family_from_text, load_spec, parse_expression
 
 ROOT = Path(__file__).resolve().parent.parent
 SEVEN = ROOT / "examples" / "seed002_seven_neurons.toml"
 
 x, t, w, h, E = sp.symbols("x t w h E")
 NET = Network({h: sigmoid(w * x), E: (t - h) ** 2 / 2}, loss=E, params=[w], inputs=[x], targets=[t])
+
+
+def grade(net, wrt, answer, *, functions=None, symbols=None):
+    """Grade the text ``answer``: read by the safe parser first, as the CLI does."""
+    symbols = symbols if symbols is not None else {s.name: s for s in net.symbols}
+    return grade_expression(net, wrt, parse_expression(answer, symbols, functions, where="answer"))
 
 
 def test_the_reference_is_sympys_derivative():
@@ -111,7 +117,7 @@ output = ["sigmoid", "identity"]
 """, "fam.toml")
     kinds = set()
     for v in variants(fam, 5, seed=3):
-        right = grade(v.network, v.wrt, spec_string(v.network.derive(v.wrt).substituted))
+        right = grade(v.network, v.wrt, spec_string(derive(v.network, v.wrt).substituted))
         assert right.correct
         for o in v.wrong_options:
             result = grade(v.network, v.wrt, spec_string(o.mistake.expr))

@@ -12,17 +12,18 @@ import pytest
 import sympy as sp
 
 from symprop import functions as fn
-from symprop import mlp
+from symprop import derive, mlp, report
 from symprop.cli import main
 from symprop.derive import Step
 from symprop.matrix import (
     GATES, Gradient, Jacobian, MatrixStep, derive_matrix, latex, mlp_bindings, random_layered,
-    render_matrix_solution, scalar_values, text, values_from_scalar,
+    scalar_values, text, values_from_scalar,
 )
+from symprop.documents.matrix import render_matrix_solution
 from symprop.matrix import E as LOSS
 from symprop.matrix import _explicit
 from symprop.numeric import gradient as scalar_gradient
-from symprop.spec import SpecError, load_layers, spec_from_text
+from symprop.spec import Layers, SpecError, load, spec_from_text
 
 needs_tex = pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
 
@@ -34,7 +35,7 @@ RULES = set(GATES) | {"chain rule", "substitute", "loss gradient", "softmax", "s
 def assert_matrix_equals_scalar(sizes, hidden, output, loss, form):
     d = derive_matrix(sizes, hidden, output, loss)
     net = mlp(sizes, hidden, output, loss, form=form)
-    grads = net.derive()
+    grads = derive(net)
     entries = d.explicit(mlp_bindings(d, form))
     # mlp writes an identity output layer as nodes a_L_j = z_L_j: read them as one symbol
     same = {k: v for k, v in net.nodes.items() if v.is_Symbol}
@@ -85,8 +86,8 @@ def test_the_entry_check_can_fail():
     d = derive_matrix([2, 3, 2], "sigmoid", "identity", "half_sse")
     net = mlp([2, 3, 2], "sigmoid", "identity", "half_sse", form="layer")
     dW = d.explicit(mlp_bindings(d))[Gradient(LOSS, d.one.W[0])]
-    assert sp.expand(dW[1, 0] - net.derive("w_1_1_2").expr) != 0
-    assert sp.expand(dW[0, 1] - net.derive("w_1_1_2").expr) == 0
+    assert sp.expand(dW[1, 0] - derive(net, "w_1_1_2").expr) != 0
+    assert sp.expand(dW[0, 1] - derive(net, "w_1_1_2").expr) == 0
 
 
 # -- every local step = sympy.diff of explicit forms ----------------------------------------
@@ -96,7 +97,7 @@ def explicit_bindings(d):
     b = mlp_bindings(d, "layer")
     for l in range(1, d.depth + 1):
         z = b[d.one.z[l - 1]]
-        name = d.net.activations[l - 1]
+        name = d.net.names[l - 1]
         if name == "softmax":
             b[d.one.a[l]] = sp.ImmutableMatrix([fn.explicit(fn.softmax(k, *z)) for k in range(1, len(z) + 1)])
         else:
@@ -302,7 +303,7 @@ def test_terminal_text_golden():
     assert batch[0] == "Z^1 = W^1 X + b^1 1_N^T"
     assert "Δ^1 = (A^1 ⊙ (1 - A^1)) ⊙ ((W^2)^T Δ^2)" in batch
     assert "dE/db^1 = Δ^1 1_N" in batch
-    out = str(d)
+    out = report.text(d)
     assert "Layout: denominator layout" in out and "n_0 = 784" in out
     assert "dE/dW^2 = δ^2 (a^1)^T    [delta^T x]    (dE/dW^2: n_2×n_1, δ^2: n_2×1, a^1: n_1×1)" in out
     half = derive_matrix([3, 2], output="tanh", loss="half_sse", reduction="mean")
@@ -325,7 +326,7 @@ def test_latex_golden():
 
 @needs_tex
 def test_latex_solution_compiles_and_is_deterministic(tmp_path):
-    from symprop.render import compile_pdf, write_atomic
+    from symprop.output import compile_pdf, write_atomic
 
     d = derive_matrix([784, 128, 10], "relu", "softmax", "half_sse", reduction="mean")
     tex = render_matrix_solution(d, title="Matrix form: 50% & more")
@@ -414,7 +415,8 @@ def test_cli_derive_matrix_and_scalar(tmp_path, capsys):
     small, big = tmp_path / "small.toml", tmp_path / "big.toml"
     small.write_text(SMALL_SPEC)
     big.write_text(BIG_SPEC)
-    assert load_layers(big).sizes == (150528, 100, 10)
+    layers = load(big)
+    assert isinstance(layers, Layers) and layers.sizes == (150528, 100, 10)
     status, out, _ = run(["derive", str(big)], capsys)  # matrix form by default: nothing is built
     assert status == 0 and "δ^1 = Diag(a^1 ⊙ (1 - a^1)) (W^2)^T δ^2" in out
     assert run(["derive", str(big)], capsys)[1] == out  # deterministic

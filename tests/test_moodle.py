@@ -9,8 +9,9 @@ from dataclasses import replace
 
 import pytest
 
-from symprop.exam import family_from_text, variants
-from symprop.moodle import _Writer, moodle_xml
+from symprop.exam import variants
+from symprop.output import _Writer, moodle_xml
+from symprop.spec import family_from_text
 
 FAMILY = """
 [family]
@@ -39,11 +40,12 @@ reduction = "mean"
 
 FORMATS = {"html", "moodle_auto_format", "plain_text", "markdown"}
 NUMBERINGS = {"abc", "ABCD", "123", "iii", "IIII", "none"}
-# what the feedback of each kind of wrong option must say
+# what the feedback of each kind of wrong option must say (the LaTeX documents' mistake sentences)
 PHRASES = {
-    "sign": "sign error", "missing-derivative": "misses an activation derivative",
-    "pre-activation": "pre-activation instead of the output", "output-for-input": "output instead of the pre-activation",
-    "transpose": "missing transpose", "dropped-path": "drops a path", "batch-sum": "forgets the batch mean",
+    "sign": "a sign error", "missing-derivative": "a missing activation derivative",
+    "pre-activation": "the pre-activation used instead of the output",
+    "output-for-input": "the output used instead of the pre-activation",
+    "transpose": "a missing transpose", "dropped-path": "a dropped path", "batch-sum": "forgetting the batch mean",
 }
 
 

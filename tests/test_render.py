@@ -12,8 +12,11 @@ from pathlib import Path
 import pytest
 import sympy as sp
 
-from symprop import cli, render
-from symprop.render import LatexError, compile_pdf, environment, render_exam, render_solution, solution_context, write_atomic
+from symprop import cli, output
+from symprop.documents import solution
+from symprop.documents.environment import environment
+from symprop.documents.solution import render_exam, render_solution, solution_context
+from symprop.output import LatexError, compile_pdf, write_atomic
 from symprop.spec import load_spec, spec_from_text
 from example_files import NETWORKS
 
@@ -218,7 +221,7 @@ def test_compile_failure_says_where_the_log_is(tmp_path, monkeypatch):
     # without latexmk, pdflatex itself runs and fails the same way
     with pytest.raises(LatexError, match=r"Undefined control sequence.*the log is .*broken\.log"):
         compile_pdf(broken, latexmk=False)
-    monkeypatch.setattr(render.shutil, "which", lambda cmd: None)
+    monkeypatch.setattr(output.shutil, "which", lambda cmd: None)
     with pytest.raises(LatexError, match="install TeX Live"):
         compile_pdf(broken)
 
@@ -371,7 +374,7 @@ def test_a_failure_at_replace_leaves_no_temporary_file(tmp_path, monkeypatch):
     def fail(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(render.os, "replace", fail)
+    monkeypatch.setattr(output.os, "replace", fail)
     with pytest.raises(OSError, match="disk full"):
         write_atomic(target, "x" * 100_000)
     assert list(tmp_path.iterdir()) == []
@@ -410,7 +413,7 @@ def test_cli_pdf_failure_exits_1_and_names_the_log(tmp_path, capsys, monkeypatch
         pytest.skip("pdflatex is not installed")
     spec = tmp_path / "seed002.toml"
     spec.write_text(SEED002)
-    monkeypatch.setattr(render, "render_solution", lambda *a, **k: "\\documentclass{article}\\begin{document}\\oops\\end{document}\n")
+    monkeypatch.setattr(solution, "render_solution", lambda *a, **k: "\\documentclass{article}\\begin{document}\\oops\\end{document}\n")
     assert cli.main(["solve", str(spec), "-o", str(tmp_path / "s.tex"), "--pdf"]) == 1
     err = capsys.readouterr().err
     assert "pdflatex failed" in err and f"the log is {tmp_path / 's.log'}" in err

@@ -51,7 +51,7 @@ ROUND_TRIPS = [
     ("sigmoid(0.5*a*x + b)", fn.sigmoid(a * x / 2 + b)),
     ("tanh(a) + relu(b) + softplus(c)", sp.tanh(a) + fn.relu(b) + fn.softplus(c)),
     ("exp(a) + log(b) - sqrt(c)", sp.exp(a) + sp.log(b) - sp.sqrt(c)),
-    ("abs(a) * sign(b) * step(c)", sp.Abs(a) * sp.sign(b) * fn.step(c)),
+    ("abs(a) * sign(b) * step(c)", sp.Abs(a) * fn.sign(b) * fn.step(c)),
     ("identity(a + 1)", a + 1),
     ("leaky_relu(a)", fn.leaky_relu(a, sp.Rational(1, 100))),
     ("leaky_relu(a, 0.2)", fn.leaky_relu(a, sp.Rational(1, 5))),
@@ -320,7 +320,8 @@ def test_valid_spec_loads(tmp_path):
     assert spec.values[s["x_1"]] == (0.05, 0.1) and spec.values[s["w_1"]] == 0.15
     assert spec.values[s["v"]] == 1.0 and isinstance(spec.values[s["v"]], float)
     assert spec.display == {s["w_1"]: "w^{(1)}_{1}"} and net.display_name(s["w_1"]) == "w^{(1)}_{1}"
-    assert spec.functions == {"g": g, "g_prime": g1} and spec.bind == {"g": "tanh"}
+    assert {name: p.cls for name, p in spec.functions.items()} == {"g": g, "g_prime": g1}
+    assert {name: p.name for name, p in spec.bind.items()} == {"g": "tanh"} and spec.generics == ["g"]
     assert spec.raw["network"]["loss"] == "E"
 
 

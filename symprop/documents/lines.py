@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import re
 
+from sympy import Mul
+from sympy.printing.precedence import PRECEDENCE
+
 from ..printing import LatexPrinter
 
-__all__ = ["LINE_WIDTH", "visible_width", "break_lines", "fit"]
+__all__ = ["LINE_WIDTH", "visible_width", "break_lines", "break_sum", "fit"]
 
 # A line of a displayed equation holds about this many characters of visible math
 # (a stacked fraction counts as 4); longer sums and products break onto more lines.
@@ -52,6 +55,36 @@ def break_lines(printer: LatexPrinter, expr, product: bool = False) -> list[str]
                 current, width = current + separator + piece, width + w
     lines.append(current)
     return fit(lines)
+
+
+def break_sum(printer: LatexPrinter, expr) -> list[str]:
+    """A formula as display lines, each term printed as SymPy writes it (fractions stacked),
+    breaking between terms: for definitions, where chain order means nothing."""
+    lines, current = [], ""
+    for i, term in enumerate(printer._as_ordered_terms(expr, order=None) if expr.is_Add else [expr]):
+        negative = i > 0 and term.could_extract_minus_sign()
+        sign = "" if i == 0 else "- " if negative else "+ "
+        for j, piece in enumerate(_factors(printer, -term if negative else term)):
+            piece = sign + piece if j == 0 else r"\cdot " + piece
+            if current and visible_width(current) + visible_width(piece) > LINE_WIDTH:
+                lines.append(current)
+                current = piece
+            else:
+                current = f"{current} {piece}" if current else piece
+    lines.append(current)
+    return fit(lines)
+
+
+def _factors(printer: LatexPrinter, term) -> list[str]:
+    """A term as SymPy prints it, or, when that is too wide for a line, its factors one by
+    one (a number coefficient first), so that the line can break between them."""
+    tex = printer.doprint(term)
+    if visible_width(tex) <= LINE_WIDTH or not term.is_Mul:
+        return [tex]
+    coeff, rest = term.as_coeff_Mul()
+    factors = ([printer.doprint(coeff)] if coeff != 1 else []) + [
+        printer.parenthesize(f, PRECEDENCE["Mul"]) for f in Mul.make_args(rest)]
+    return factors
 
 
 def fit(lines: list[str]) -> list[str]:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from ..matrix import GATES, OUTPUT_RULES, MatrixDerivation, MatrixStep, latex
-from ..printing import latex_escape
+from .. import functions as fn
+from ..printing import LatexPrinter, latex_escape
 from .environment import environment
-from .prose import rule_sentence
+from .prose import defined_functions, rule_sentence
 
 __all__ = ["matrix_solution_context", "render_matrix_solution"]
 
@@ -20,6 +21,7 @@ def matrix_solution_context(d: MatrixDerivation, *, title=None, standalone=True)
     """Printed LaTeX strings and finished sentences for the template."""
     names = d.names
     acts = d.net.activations
+    printer = LatexPrinter()
     steps = d.forward + d.steps + d.batch_forward + d.batch_steps
     used = {s.rule for s in steps}
     rules = [r for r in (*GATES.values(), *OUTPUT_RULES.values()) if r.name in used]
@@ -37,7 +39,8 @@ def matrix_solution_context(d: MatrixDerivation, *, title=None, standalone=True)
         "batch_forward": [_latex_step(s, names) for s in d.batch_forward],
         "batch_steps": [_latex_step(s, names) for s in d.batch_steps],
         "rules": [{"title": r.title, "sentence": r.sentence} for r in rules],
-        "activations": [rule_sentence(f) for f in sorted({f for f in acts if f.name != "identity"}, key=lambda f: f.name)],
+        "activations": [rule_sentence(f, printer) for f in sorted({f for f in acts if f.name != "identity"}, key=lambda f: f.name)],
+        "defined": defined_functions([f.build(fn.U) for f in acts if f.kind == "defined"], printer),
         "quantities": _quantities(d, names),
     }
 

@@ -15,8 +15,9 @@ import re
 from html import escape
 
 from ..derive import local_partial
-from ..functions import record_of
+from ..functions import DefinedFunction, record_of
 from ..printing import latex_escape
+from .lines import break_sum
 
 __all__ = ["rule_sentence", "html", "names", "method_intro", "step_title", "step_sentence", "mistake_sentence"]
 
@@ -28,9 +29,27 @@ def rule_sentence(rule, printer=None) -> str:
         return rule.sentence
     if getattr(rule, "definition", None) is not None and printer is not None:
         head = printer.head(rule)
-        derivative = printer.doprint(rule.derivative_definition)
-        return rf"${head}'(u) = {derivative}$, from its definition ${head}(u) = {printer.doprint(rule.definition)}$"
+        return f"${head}'$ from the definition of ${head}$ (above)"
     return f"the derivative rule of {latex_escape(rule.name)}"
+
+
+def defined_functions(exprs, printer) -> list[dict]:
+    """Every defined function the expressions use (and those their definitions use), each
+    with its definition and its derivative as display lines: ``[{"lhs", "lines"}, ...]``
+    pairs, the function then its derivative. Documents list them once, with the network."""
+    found, todo = [], [type(f) for e in exprs for f in e.atoms(DefinedFunction)]
+    while todo:
+        cls = todo.pop(0).base
+        if cls not in found:
+            found.append(cls)
+            todo += [type(f) for f in cls.definition.atoms(DefinedFunction)]
+    rows = []
+    for cls in sorted(found, key=lambda c: c.__name__):
+        record = record_of(cls)
+        head = printer.head(record)
+        rows.append({"lhs": f"{head}(u)", "lines": break_sum(printer, record.definition)})
+        rows.append({"lhs": f"{head}'(u)", "lines": break_sum(printer, record.derivative_definition)})
+    return rows
 
 
 def html(sentence: str) -> str:

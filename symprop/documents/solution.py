@@ -31,7 +31,7 @@ from ..printing import LatexPrinter, latex_number, latex_softmax
 from .environment import environment
 from .figures import network_figure
 from .lines import LINE_WIDTH, break_lines, fit, visible_width
-from .prose import method_intro, rule_sentence, step_sentence, step_title
+from .prose import defined_functions, method_intro, rule_sentence, step_sentence, step_title
 
 __all__ = ["solution_context", "exam_context", "render_solution", "render_exam"]
 
@@ -160,6 +160,7 @@ class _Document:
             "loss": self.name(net.loss),
             "definitions": [{"lhs": self.name(k), "lines": fit([self.math(net.nodes[k])])} for k in net.order],
             "softmax": self.softmax_defs,
+            "defined": defined_functions(net.nodes.values(), self.printer),
             "generics": [
                 {"name": self.math(fn.generic(g)(sp.Symbol("u"))).split("\\left")[0], "bound": _bound_name(self.bind.get(g))}
                 for g in generics
@@ -180,6 +181,7 @@ class _Document:
             "goal": self.math(Total(d.target, d.wrt)),
             "method": d.method,
             "intro": method_intro(d.method, self.name(d.wrt), self.name(d.target)),
+            "method_name": {"top-down": "top-down", "bottom-up": "bottom-up"}.get(d.method, "as a sum over paths"),
             "users": [self.name(k) for k in d.users],
             "path_count": d.path_count,
             "groups": None,
@@ -208,9 +210,9 @@ class _Document:
             if step.rule == "local partial" and groups:
                 groups[-1]["locals"].append(row)
                 for rule in step.because:
-                    if all(r is not rule for r in groups[-1]["rules"]):
-                        groups[-1]["rules"].append(rule)
-                        groups[-1]["because"].append(rule_sentence(rule, self.printer))
+                    sentence = rule_sentence(rule, self.printer)
+                    if sentence not in groups[-1]["because"]:
+                        groups[-1]["because"].append(sentence)
                 continue
             partials = [x for t in sp.Add.make_args(step.rhs) for x in sp.Mul.make_args(t) if isinstance(x, Partial)]
             node = None if step.node is None else self.name(step.node)
@@ -223,7 +225,6 @@ class _Document:
                 "sentence": step_sentence(step.rule, d.method, node, over, self.name(d.wrt), self.name(d.target),
                                           d.path_count),
                 "locals": [],
-                "rules": [],
                 "because": [],  # why each local partial is what it is: one sentence per rule
             })
         return groups

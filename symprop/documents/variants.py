@@ -125,8 +125,7 @@ def variant_context(family: Family, v: Variant, number: str | None = None) -> di
         "options": options,
         "notes": list(context["notes"]),
         "dropped": [
-            {"mistake": mistake_sentence(m, net, printer), "why": why,
-             "letter": None if twin is None else next(o.letter for o in v.options if o.mistake is twin)}
+            {"mistake": mistake_sentence(m, net, printer), "why": _why_dropped(why, twin, v.options)}
             for m, why, twin in v.dropped
         ] if family.options else [],
         "distinct": f"{family.distinct * 100:g}",
@@ -174,11 +173,8 @@ def circuit_variant_context(family: Family, v: CircuitVariant, number: str | Non
              "correct": o.correct, "mistake": mistake(o.mistake)}
             for o in q.options
         ] if family.options else []
-        dropped = [
-            {"mistake": mistake(m), "why": why,
-             "letter": None if twin is None else next(o.letter for o in q.options if o.mistake is twin)}
-            for m, why, twin in q.dropped
-        ] if family.options else []
+        dropped = [{"mistake": mistake(m), "why": _why_dropped(why, twin, q.options)} for m, why, twin in q.dropped
+                   ] if family.options else []
         questions.append({
             "wrt": name(q.wrt), "goal": name(Total(net.loss, q.wrt)), "question": q.question,
             "answer": latex_number(q.answer, family.digits), "answer_plain": plain_number(q.answer, family.digits),
@@ -193,6 +189,15 @@ def circuit_variant_context(family: Family, v: CircuitVariant, number: str | Non
         "digits": family.digits,
         "distinct": f"{family.distinct * 100:g}",
     }
+
+
+def _why_dropped(why: str, twin, options) -> str:
+    """What a left-out mistake gives: the right answer, another option, or no number."""
+    if why == "right":
+        return "the right answer"
+    if why == "option":
+        return "option " + next(o.letter for o in options if o.mistake is twin)
+    return "not a finite number"
 
 
 def _batch_sum(terms: list[str]) -> str:
