@@ -558,10 +558,8 @@ def _derivative(f: Primitive, z, a):
 def _loss_gradient(loss: Primitive, a, y, n_out):
     """dE/da of the per-sample loss, entry by entry (a column; a matrix in the batch form),
     from the loss record's derivative: ``k (a - y)`` where it is linear in ``a - y``."""
-    rule = loss.loss
-    d = (rule.scale(n_out) * rule.gradient).xreplace({fn.U: _U, fn.V: _V})
-    k = sp.cancel(d / (_U - _V))
-    if not k.has(_U, _V):
+    k, d = _loss_forms(loss.loss, n_out)[:2]
+    if k is not None:
         return a - y if k == 1 else sp.MatMul(k, a - y)
     return Elementwise(sp.Lambda((_U, _V), d), a, y)
 
@@ -569,15 +567,26 @@ def _loss_gradient(loss: Primitive, a, y, n_out):
 def _loss_definition(loss: Primitive, a, y, n_out):
     """The per-sample loss E as a 1x1 matrix expression (for the forward equations): a
     quadratic form where the entry is ``k (u - v)^2``, ``-y^T g(a)`` where it is ``-v g(u)``."""
-    rule = loss.loss
-    entry = rule.entry.xreplace({fn.U: _U, fn.V: _V})
-    k = sp.cancel(rule.scale(n_out) * entry / (_U - _V) ** 2)
-    if not k.has(_U, _V):
+    k, g, entry = _loss_forms(loss.loss, n_out)[2:]
+    if k is not None:
         return sp.MatMul(k, sp.Transpose(a - y), a - y)
-    g = sp.cancel(-entry / _V)
-    if not g.has(_V):
+    if g is not None:
         return sp.MatMul(-1, y.T, Elementwise(sp.Lambda(_U, g), a))
     return sp.MatMul(-1, Ones(n_out).T, Elementwise(sp.Lambda((_U, _V), -entry), a, y))
+
+
+@functools.lru_cache(maxsize=64)
+def _loss_forms(rule, n_out):
+    """What the matrix forms of a loss need, worked out once: ``(k, d)`` with dE/da = k (a - y)
+    when the derivative ``d`` is linear in a - y (else k None); ``(k, g, entry)`` with the
+    entry k (u - v)^2, or -v g(u) (else both None)."""
+    d = (rule.scale(n_out) * rule.gradient).xreplace({fn.U: _U, fn.V: _V})
+    linear = sp.cancel(d / (_U - _V))
+    entry = rule.entry.xreplace({fn.U: _U, fn.V: _V})
+    square = sp.cancel(rule.scale(n_out) * entry / (_U - _V) ** 2)
+    g = sp.cancel(-entry / _V)
+    return (None if linear.has(_U, _V) else linear, d, None if square.has(_U, _V) else square,
+            None if g.has(_V) else g, entry)
 
 
 # -- the derivation ---------------------------------------------------------------------
