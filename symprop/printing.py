@@ -21,7 +21,7 @@ import functools
 import math
 import re
 
-from sympy import Add, Mul, S, Symbol
+from sympy import Add, Basic, Mul, S, Symbol
 from sympy.printing.latex import LatexPrinter as _SymPyLatexPrinter
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
@@ -53,6 +53,42 @@ def rule_text(rule) -> str:
     return rule.name
 
 
+# An expression whose tree (each shared subexpression counted every time it appears, as a
+# printer writes it) has more nodes than this prints as a note instead: printing it would
+# take minutes and fill pages.
+MAX_PRINTED = 200_000
+
+
+def tree_size(expr) -> int:
+    """The number of nodes of ``expr`` written out as a tree, computed on the DAG of its
+    distinct subexpressions (linear in those, however large the tree).
+
+    >>> import sympy as sp
+    >>> x = sp.Symbol("x")
+    >>> tree_size(x), tree_size(sp.exp(x) * sp.exp(x + 1))
+    (1, 7)
+    """
+    if not isinstance(expr, Basic):
+        return 1
+    memo, stack = {}, [(expr, False)]
+    while stack:
+        e, ready = stack.pop()
+        if e in memo:
+            continue
+        if ready or not e.args:
+            memo[e] = 1 + sum(memo[a] for a in e.args)
+        else:
+            stack.append((e, True))
+            stack.extend((a, False) for a in e.args if a not in memo)
+    return memo[expr]
+
+
+def _too_large(expr) -> int | None:
+    """The tree size of ``expr`` when it is too large to print, else None."""
+    n = tree_size(expr)
+    return n if n > MAX_PRINTED else None
+
+
 def _positive_first(terms) -> list:
     """Positive terms first, each group in the given order: "ŷ_1 - y_1" as the texts write
     it, not "-y_1 + ŷ_1"."""
@@ -61,11 +97,15 @@ def _positive_first(terms) -> list:
 
 def _complement_after(factors) -> list:
     """``σ(u)(1 - σ(u))`` as the texts write it, not SymPy's ``(1 - σ(u))σ(u)``: a factor
-    ``1 - f`` moved right after ``f``."""
+    ``1 - f`` moved right after ``f``. Linear in the factors (a 500-deep chain has 500)."""
     factors = list(factors)
-    for a in list(factors):
+    sums = [a for a in factors if a.is_Add]
+    if not sums:
+        return factors
+    present = set(factors)
+    for a in sums:
         f = 1 - a
-        if a.is_Add and f in factors and factors.index(a) < factors.index(f):
+        if f in present and factors.index(a) < factors.index(f):
             factors.remove(a)
             factors.insert(factors.index(f) + 1, a)
     return factors
@@ -104,8 +144,15 @@ def _mul_complement_after(expr: Mul) -> Mul:
 class _SymPropStr(StrPrinter):
     """Shared printing of symprop's classes; subclasses choose the spelling."""
 
+    def doprint(self, expr):
+        n = _too_large(expr)
+        return f"<an expression of {n:,} nodes: too large to print>" if n else super().doprint(expr)
+
     def chain(self, expr) -> str:
         """A sum of chain products with terms and factors in the order they were built."""
+        n = _too_large(expr)
+        if n:
+            return f"<an expression of {n:,} nodes: too large to print>"
         terms = []
         for term in _positive_first(Add.make_args(expr)):
             factors = _complement_after(Mul.make_args(term))
@@ -216,21 +263,221 @@ def derivation_text(d) -> str:
 # SymPy's output is trusted LaTeX; anything a user typed (titles, notes, display names)
 # goes through latex_escape or latex_name first.
 
+class LatexCharacterWarning(UserWarning):
+    """A character of user text that LaTeX cannot print: shown as ``[U+XXXX]`` or dropped."""
+
+
 _ESCAPES = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "`": r"\textasciigrave{}",
 }
-_SPECIAL = re.compile("[" + re.escape("".join(_ESCAPES)) + "]")
+# T1 fonts join "--" (an en dash), "<<", ">>" (guillemets), ",," and "''" (quotes): a {}
+# between the two keeps each character as typed.
+_LIGATURE_CHARS = frozenset("-<>,'")
+
+# The characters pdflatex's utf8 input sets up with the T1 and TS1 encodings (TeX Live's
+# t1enc.dfu, ts1enc.dfu and utf8.def; each checked by compiling it): written as they are.
+# Accented Latin letters are here; a document without T1 (a fragment \input into one)
+# lacks a few of them (đ, ŋ, «).
+_UTF8_READY_RANGES = (
+    "00A0-0125 0128-0137 0139-013E 0141-0148 014A-0165 0168-017E 0192 01C4-01D4 01E2-01E3 01E6-01EB "
+    "01F0 01F4-01F5 0218-021B 0232-0233 0237 02C6-02C7 02D8-02D9 02DB-02DD 0E3F 1E02-1E03 1E0D "
+    "1E1E-1E21 1E25 1E30-1E31 1E37 1E43 1E45 1E47 1E5B 1E63 1E6D 1E8E-1E91 1E9E 1EF2-1EF3 200C "
+    "2010-2016 2018-201A 201C-201E 2020-2022 2026 2030-2031 2039-203B 203D 2044 204E 2052 20A1 20A4 "
+    "20A6 20A9 20AB-20AC 20B1 2103 2116-2117 211E 2120 2122 2126-2127 212E 2190-2193 2329-232A "
+    "2422-2423 25E6 25EF 266A 27E8-27E9 3008-3009 FB00-FB06 FEFF"
+)
+_UTF8_READY = frozenset(
+    chr(c)
+    for part in _UTF8_READY_RANGES.split()
+    for c in range(int(part[:4], 16), int(part.rpartition("-")[2], 16) + 1)
+)
+
+# Greek letters by the commands that print them (U+03B5 and U+03C6 are drawn as \varepsilon
+# and \varphi; U+03F5 and U+03D5 as \epsilon and \phi). The letters that look like Latin
+# ones (the capitals Α, Β, ... and omicron) have no command and print as those letters,
+# the capitals upright as \Gamma is.
+_GREEK_LETTERS = {
+    "α": "alpha", "β": "beta", "γ": "gamma", "δ": "delta", "ε": "varepsilon", "ζ": "zeta", "η": "eta",
+    "θ": "theta", "ι": "iota", "κ": "kappa", "λ": "lambda", "μ": "mu", "ν": "nu", "ξ": "xi", "π": "pi",
+    "ρ": "rho", "ς": "varsigma", "σ": "sigma", "τ": "tau", "υ": "upsilon", "φ": "varphi", "χ": "chi",
+    "ψ": "psi", "ω": "omega", "ϵ": "epsilon", "ϑ": "vartheta", "ϕ": "phi", "ϖ": "varpi", "ϱ": "varrho",
+    "ϰ": "varkappa", "Γ": "Gamma", "Δ": "Delta", "Θ": "Theta", "ϴ": "Theta", "Λ": "Lambda", "Ξ": "Xi",
+    "Π": "Pi", "Σ": "Sigma", "Υ": "Upsilon", "Φ": "Phi", "Ψ": "Psi", "Ω": "Omega",
+}
+_GREEK_AS_LATIN = {
+    "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N", "Ο": "O",
+    "Ρ": "P", "Τ": "T", "Χ": "X", "ο": "o",
+}
+# Symbols that may stand in a name (each a single math symbol, fine after _ or ^) ...
+_NAME_SYMBOLS = {
+    "∞": r"\infty", "∂": r"\partial", "∇": r"\nabla", "ℓ": r"\ell", "ℏ": r"\hbar", "⋆": r"\star",
+    "∗": r"\ast", "∘": r"\circ", "⊤": r"\top", "†": r"\dagger", "·": r"\cdot", "⋅": r"\cdot",
+    "ı": r"\imath", "ȷ": r"\jmath", "µ": r"\mu",
+}
+_NAME_LETTERS = {"ℝ": r"\mathbb{R}", "ℕ": r"\mathbb{N}", "ℤ": r"\mathbb{Z}", "ℚ": r"\mathbb{Q}", "ℂ": r"\mathbb{C}"}
+_PRIMES = {"′": "'", "″": "''", "‴": "'''"}
+# ... and, in text, math symbols through \ensuremath (ligature-free, the same in math mode).
+_TEXT_MATH = {
+    **{k: v for k, v in _NAME_SYMBOLS.items() if k not in "ıȷµ·†"}, **_NAME_LETTERS,
+    "→": r"\to", "←": r"\leftarrow", "↑": r"\uparrow", "↓": r"\downarrow", "↔": r"\leftrightarrow",
+    "↕": r"\updownarrow", "↦": r"\mapsto", "⇒": r"\Rightarrow", "⇐": r"\Leftarrow", "⇔": r"\Leftrightarrow",
+    "⇑": r"\Uparrow", "⇓": r"\Downarrow", "⟶": r"\longrightarrow", "⟵": r"\longleftarrow",
+    "⟷": r"\longleftrightarrow", "⟹": r"\Longrightarrow", "⟸": r"\Longleftarrow", "⟺": r"\Longleftrightarrow",
+    "↗": r"\nearrow", "↘": r"\searrow", "↖": r"\nwarrow", "↙": r"\swarrow", "↪": r"\hookrightarrow",
+    "↩": r"\hookleftarrow", "⇌": r"\rightleftharpoons",
+    "≤": r"\leq", "≥": r"\geq", "≠": r"\neq", "≈": r"\approx", "≡": r"\equiv", "∼": r"\sim", "≃": r"\simeq",
+    "≅": r"\cong", "∝": r"\propto", "≪": r"\ll", "≫": r"\gg", "≺": r"\prec", "≻": r"\succ", "∈": r"\in",
+    "∉": r"\notin", "∋": r"\ni", "⊂": r"\subset", "⊆": r"\subseteq", "⊃": r"\supset", "⊇": r"\supseteq",
+    "⊥": r"\perp", "∥": r"\parallel", "∣": r"\mid",
+    "×": r"\times", "·": r"\cdot", "∙": r"\bullet", "±": r"\pm", "∓": r"\mp", "÷": r"\div", "−": "-",
+    "∪": r"\cup", "∩": r"\cap", "∧": r"\wedge", "∨": r"\vee", "⊕": r"\oplus", "⊖": r"\ominus",
+    "⊗": r"\otimes", "⊙": r"\odot", "⊘": r"\oslash", "∖": r"\setminus",
+    "∑": r"\sum", "∏": r"\prod", "∫": r"\int", "∮": r"\oint", "⋃": r"\bigcup", "⋂": r"\bigcap",
+    "√": r"\surd", "∅": r"\emptyset", "∀": r"\forall", "∃": r"\exists", "ℜ": r"\Re", "ℑ": r"\Im",
+    "ℵ": r"\aleph", "℘": r"\wp", "⌊": r"\lfloor", "⌋": r"\rfloor", "⌈": r"\lceil", "⌉": r"\rceil",
+    "⋯": r"\cdots", "⋮": r"\vdots", "⋱": r"\ddots",
+    "′": r"{}^{\prime}", "″": r"{}^{\prime\prime}", "‴": r"{}^{\prime\prime\prime}",
+}
+# Combining accents: as math accents (in names, and on Greek letters) and as text accents
+# (on a Latin letter that has no precomposed form, such as x̂).
+_MATH_ACCENTS = {
+    "\u0300": "grave", "\u0301": "acute", "\u0302": "hat", "\u0303": "tilde", "\u0304": "bar",
+    "\u0305": "bar", "\u0306": "breve", "\u0307": "dot", "\u0308": "ddot", "\u030a": "mathring",
+    "\u030c": "check", "\u20d7": "vec",
+}
+_TEXT_ACCENTS = {
+    "\u0300": "`", "\u0301": "'", "\u0302": "^", "\u0303": "~", "\u0304": "=", "\u0306": "u", "\u0307": ".",
+    "\u0308": '"', "\u030a": "r", "\u030b": "H", "\u030c": "v", "\u0323": "d", "\u0327": "c", "\u0328": "k",
+    "\u0331": "b",
+}
+# The other characters with no LaTeX form print visibly in their place, as [U+XXXX]; each
+# is named in a warning once.
+_WARNED: set[str] = set()
+
+
+def _warn_character(c: str, what: str) -> None:
+    if c in _WARNED:
+        return
+    _WARNED.add(c)
+    import unicodedata
+    import warnings
+
+    code = f"U+{ord(c):04X}" + (" " + unicodedata.name(c, "")).rstrip()
+    label = f"{c!r} ({code})" if c.isprintable() else code
+    warnings.warn(f"{label} {what}", LatexCharacterWarning, stacklevel=3)
+
+
+def _script_of(c: str) -> tuple[str, str] | None:
+    """``("^", "2")`` for ², ``("_", "i")`` for ᵢ: a super- or subscript digit, sign or letter."""
+    import unicodedata
+
+    tag = unicodedata.decomposition(c).split(" ", 1)[0]
+    if tag not in ("<super>", "<sub>"):
+        return None
+    plain = unicodedata.normalize("NFKC", c).replace("−", "-")
+    if len(plain) != 1 or not (plain.isascii() and (plain.isalnum() or plain in "+-=()")):
+        return None
+    return ("^" if tag == "<super>" else "_"), plain
+
+
+def _greek_math(cluster: str) -> str | None:
+    r"""Math LaTeX of a Greek letter, its accents included (ά: ``\acute{\alpha}``); else None."""
+    import unicodedata
+
+    base, *marks = unicodedata.normalize("NFD", cluster)
+    if base in _GREEK_LETTERS:
+        tex = "\\" + _GREEK_LETTERS[base]
+    elif base in _GREEK_AS_LATIN:
+        tex = "o" if base == "ο" else r"\mathrm{" + _GREEK_AS_LATIN[base] + "}"
+    else:
+        return None
+    for mark in marks:
+        if mark not in _MATH_ACCENTS:
+            return None
+        tex = "\\" + _MATH_ACCENTS[mark] + "{" + tex + "}"
+    return tex
+
+
+def _text_accents(c: str) -> str | None:
+    r"""A Latin letter with accents that T1 has no glyph for, built with text accents
+    (ȩ: ``\c{e}``, ệ: ``\^{\d{e}}``); None for any other character."""
+    import unicodedata
+
+    base, *marks = unicodedata.normalize("NFD", c)
+    if not (marks and base.isascii() and base.isalpha() and all(m in _TEXT_ACCENTS for m in marks)):
+        return None
+    for mark in marks:
+        base = "\\" + _TEXT_ACCENTS[mark] + "{" + base + "}"
+    return base
 
 
 def latex_escape(text) -> str:
     r"""User text as LaTeX that prints it literally (line breaks become spaces).
 
+    ``--``, backticks and T1's other ligatures (``<<``, ``,,``, ``''``) print as typed.
+    Beyond ASCII: what LaTeX's utf8 input prints with T1 stays (accented Latin letters,
+    typographic quotes and dashes); Greek letters and math symbols print through
+    ``\ensuremath``; control and invisible formatting characters are dropped and any other
+    character shows as ``[U+XXXX]``, each named once in a :class:`LatexCharacterWarning`.
+
     >>> print(latex_escape(r"50% of $x_1 & \input{f}"))
     50\% of \$x\_1 \& \textbackslash{}input\{f\}
+    >>> print(latex_escape("Ω → ∞ -- `a'' café"))
+    \ensuremath{\Omega} \ensuremath{\to} \ensuremath{\infty} -{}- \textasciigrave{}a'{}' café
     """
-    return _SPECIAL.sub(lambda m: _ESCAPES[m.group()], " ".join(str(text).split()))
+    import unicodedata
 
+    text = unicodedata.normalize("NFC", " ".join(str(text).split()))
+    runs: list[list[str]] = []  # [kind, text]: "tex", "missing" ([U+XXXX]) or a script "^", "_"
+
+    def add(kind: str, piece: str) -> None:
+        if runs and runs[-1][0] == kind:
+            runs[-1][1] += piece
+        else:
+            runs.append([kind, piece])
+
+    for i, c in enumerate(text):
+        before = text[i - 1] if i else ""
+        if c in _ESCAPES:
+            add("tex", _ESCAPES[c])
+        elif c in _LIGATURE_CHARS and before == c:
+            add("tex", "{}" + c)
+        elif " " <= c <= "~":
+            add("tex", c)
+        elif c < " " or "\x7f" <= c < "\xa0":
+            _warn_character(c, "is a control character: dropped")
+        elif c in _TEXT_MATH:
+            add("tex", r"\ensuremath{" + _TEXT_MATH[c] + "}")
+        elif c in _GREEK_AS_LATIN:
+            add("tex", _GREEK_AS_LATIN[c])
+        elif (greek := _greek_math(c)) is not None:
+            add("tex", r"\ensuremath{" + greek + "}")
+        elif c in _UTF8_READY and c not in "¹²³":
+            add("tex", c)
+        elif (script := _script_of(c)) is not None:
+            add(*script)
+        elif c in _TEXT_ACCENTS and before.isascii() and before.isalpha() and runs and runs[-1][0] == "tex":
+            runs[-1][1] = runs[-1][1][:-1] + "\\" + _TEXT_ACCENTS[c] + "{" + before + "}"
+        elif (accented := _text_accents(c)) is not None:
+            add("tex", accented)
+        elif unicodedata.category(c) == "Cf" or "\ufe00" <= c <= "\ufe0f" or "\U000e0100" <= c <= "\U000e01ef":
+            if c == "\u200b":  # a zero-width space: a place to break the line
+                add("tex", r"\hspace{0pt}")
+            else:
+                _warn_character(c, "is an invisible formatting character: dropped")
+        else:
+            _warn_character(c, f"has no LaTeX form here: printed as [U+{ord(c):04X}]")
+            add("missing", f"[U+{ord(c):04X}]")
+    wrap = {"tex": "{}", "missing": r"\texttt{{{}}}", "^": r"\ensuremath{{^{{{}}}}}", "_": r"\ensuremath{{_{{{}}}}}"}
+    return "".join(wrap[kind].format(piece) for kind, piece in runs)
+
+
+# -- display names ----------------------------------------------------------------------
+# A display name is LaTeX math the user wrote. It is kept when it is plain math: letters,
+# digits, sub- and superscripts, primes, balanced braces and a fixed set of commands,
+# arranged as TeX accepts them (each rule below was checked by compiling with pdflatex).
+# A name with anything else (&, %, \input, \\) is text: it prints literally in \text{...}.
 
 _GREEK = (
     "alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu xi pi "
@@ -238,63 +485,279 @@ _GREEK = (
     "Gamma Delta Theta Lambda Xi Pi Sigma Upsilon Phi Psi Omega"
 ).split()
 # The commands a display name may use: letters and accents, nothing that reads files or
-# changes catcodes, so a display name cannot do more than name a symbol.
-_NAME_COMMANDS = frozenset(_GREEK + [
-    "hat", "widehat", "bar", "overline", "tilde", "widetilde", "vec", "dot", "ddot", "check", "breve",
-    "mathbf", "mathrm", "mathit", "mathsf", "mathcal", "mathbb", "boldsymbol", "operatorname",
+# changes catcodes, so a display name cannot do more than name a symbol. By what follows them:
+_SYMBOL_COMMANDS = frozenset(_GREEK + [  # nothing; one symbol, fine as a sub- or superscript
     "prime", "ell", "star", "ast", "infty", "partial", "nabla", "cdot", "circ", "dagger",
+    "top", "bot", "hbar", "imath", "jmath",
 ])
-_NAME_TOKEN = re.compile(r"\\[A-Za-z]+|\\[,;!]|[A-Za-z0-9 _^{}',.()\[\]+\-=|/*<>:]")
+_ACCENT_COMMANDS = frozenset([  # an argument; as a subscript only in braces (x_{\hat{y}})
+    "hat", "widehat", "bar", "overline", "tilde", "widetilde", "vec", "dot", "ddot", "check", "breve",
+    "acute", "grave", "mathring", "boldsymbol", "operatorname",
+])
+_FONT_COMMANDS = frozenset(["mathbf", "mathrm", "mathit", "mathsf", "mathtt", "mathcal", "mathbb"])  # an argument
+_SPACING_COMMANDS = frozenset([r"\,", r"\;", r"\!"])
+_NAME_COMMANDS = _SYMBOL_COMMANDS | _ACCENT_COMMANDS | _FONT_COMMANDS | {"text"}
+_NAME_TOKEN = re.compile(
+    r"\\text(?![A-Za-z]) *(\{[^{}]*\})?|\\[A-Za-z]+|\\.?|[A-Za-z0-9 _^{}',.()\[\]+\-=|/*<>:]|.", re.S
+)
+_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 _^{}',.()[]+-=|/*<>:")
+_TEXT_ARGUMENT = re.compile(r"\{[^\\{}_^$&%#~]*\}")  # \text{...}: plain text
+
+
+class _Atom(str):
+    """A token made here (\\alpha for α, \\text{...} for other letters): one symbol, braced
+    where it is the argument of _, ^ or an accent unless it is a single command."""
+
+    single = False
+
+
+class _Symbol(_Atom):
+    single = True
+
+
+class _Bad(str):
+    """A token that makes the name wrong as math; the string is the problem."""
+
+
+def _name_tokens(name: str) -> list[str] | None:
+    """The tokens of a display name, or None when it is text (a character or command that
+    plain math does not use). Non-ASCII letters become atoms: Greek letters their commands,
+    accented letters math accents, other letters ``\\text{...}``; ′ is a prime, ² a ``^{2}``."""
+    import unicodedata
+
+    name = unicodedata.normalize("NFC", name)
+    tokens: list[str] = []
+    text_run = ""  # letters with no math form, printed in one \text{...}
+    i = 0
+    script_end = -1  # where the last ² or ₁ ended
+    while i < len(name):
+        c = name[i]
+        marked = i + 1 < len(name) and unicodedata.category(name[i + 1]).startswith("M")  # x̂: x and U+0302
+        if c.isascii() and not (marked and c.isalpha()):
+            if text_run:
+                tokens.append(_Atom(r"\text{" + latex_escape(text_run) + "}"))
+                text_run = ""
+            m = _NAME_TOKEN.match(name, i)
+            tok, i = m.group(), m.end()
+            if re.match(r"\\text(?![A-Za-z])", tok):
+                arg = m.group(1)
+                if arg is None or not _TEXT_ARGUMENT.fullmatch(arg):
+                    tokens.append(_Bad(r"\text takes plain text in braces, as in \text{out}"))
+                else:
+                    tokens.append(_Atom(r"\text{" + latex_escape(arg[1:-1]) + "}"))
+            elif tok in _SPACING_COMMANDS or tok in _NAME_CHARS:
+                tokens.append(tok)
+            elif tok[0] == "\\" and tok[1:] in _NAME_COMMANDS:
+                tokens.append(tok)
+            else:
+                return None  # another command, \\, \{, & % $ # ~ ...: text
+            continue
+        cluster = c
+        i += 1
+        while i < len(name) and unicodedata.category(name[i]).startswith("M"):
+            cluster += name[i]
+            i += 1
+        math = _cluster_math(cluster)
+        if math is None and all(unicodedata.category(ch)[0] in "LMN" for ch in cluster):
+            text_run += cluster
+            continue
+        if text_run:
+            tokens.append(_Atom(r"\text{" + latex_escape(text_run) + "}"))
+            text_run = ""
+        if math is None:
+            return None  # a symbol with no place in a name (→, &-like signs, spaces): text
+        if math[0] in ("^", "_") and tokens[-4:-2] == [math[0], "{"] and i - len(cluster) == script_end:
+            tokens.insert(len(tokens) - 1, math[2])  # x₁₂: one subscript, x_{12}
+        else:
+            tokens.extend(math)
+        script_end = i if math[0] in ("^", "_") else -1
+    if text_run:
+        tokens.append(_Atom(r"\text{" + latex_escape(text_run) + "}"))
+    return tokens
+
+
+def _cluster_math(cluster: str) -> list[str] | None:
+    """The tokens of one non-ASCII character with its combining marks, or None."""
+    import unicodedata
+
+    c = cluster[0]
+    if len(cluster) == 1:
+        if c in _NAME_SYMBOLS:
+            return [_Symbol(_NAME_SYMBOLS[c])]
+        if c in _NAME_LETTERS:
+            return [_Atom(_NAME_LETTERS[c])]
+        if c in _PRIMES:
+            return list(_PRIMES[c])
+        script = _script_of(c)
+        if script is not None:
+            return [script[0], "{", script[1], "}"]
+    greek = _greek_math(cluster)
+    if greek is not None:
+        return [_Symbol(greek) if re.fullmatch(r"\\[A-Za-z]+|[A-Za-z]", greek) else _Atom(greek)]
+    base, *marks = unicodedata.normalize("NFD", cluster)
+    if base.isascii() and base.isalpha() and marks and all(m in _MATH_ACCENTS for m in marks):
+        tex = {"i": r"\imath", "j": r"\jmath"}.get(base, base)
+        for mark in marks:
+            tex = "\\" + _MATH_ACCENTS[mark] + "{" + tex + "}"
+        return [_Atom(tex)]
+    return None
+
+
+def _name_problem(tokens: list[str]) -> str | None:
+    """Why these tokens are not math that TeX accepts (None: they are).
+
+    Per symbol: at most one subscript and one superscript; primes are a superscript, which
+    a ^ right after them joins (x'^{2}) but which a space, a subscript or another
+    superscript ends (x'_{1}^{2}, x^{2}' are double superscripts). _ and ^ take one
+    character, one symbol command, a font command with its argument, or a braced group;
+    accents and font commands take one character, one symbol command or a braced group.
+    """
+    # per group level: [has a subscript, superscript ("" none, "^", "'": primes), primes open]
+    stack = [[False, "", False]]
+    expect = None  # (who, is a script): what waits for its argument
+    for tok in tokens:
+        if isinstance(tok, _Bad):
+            return str(tok)
+        base = stack[-1]
+        if tok == " ":
+            base[2] = False  # a space ends the primes: x' ^{2} is a double superscript
+            continue
+        if expect is not None:
+            who, script = expect
+            expect = None
+            if tok == "{":
+                stack.append([False, "", False])
+            elif isinstance(tok, _Atom):
+                pass  # one symbol (braced when written, if need be)
+            elif tok in _SPACING_COMMANDS or tok in ("_", "^", "'"):
+                return f"{who} is followed by {tok}: give it one character or a braced group"
+            elif tok == "}":
+                return f"{who} has nothing after it"
+            elif tok[0] == "\\" and tok[1:] not in _SYMBOL_COMMANDS:
+                if not (script and tok[1:] in _FONT_COMMANDS):
+                    return f"{who}{tok} needs braces: {who}{{{tok}{{...}}}}"
+                expect = (tok, False)  # x_\mathbf{y}: the font command's argument next
+            continue
+        if tok == "'":
+            if base[1] and not base[2]:
+                return ("a prime after a superscript is a double superscript in LaTeX: "
+                        "put the primes first, as in x'^{2} or x_{1}'^{2}")
+            base[1], base[2] = "'", True
+        elif tok == "^":
+            if base[1] == "^":
+                return "two superscripts on one symbol (a double superscript in LaTeX)"
+            if base[1] == "'" and not base[2]:
+                return ("a superscript after primes that a subscript or a space ended (a double superscript "
+                        "in LaTeX): put the primes right before ^, as in x_{1}'^{2}")
+            base[1], base[2] = "^", False
+            expect = ("^", True)
+        elif tok == "_":
+            if base[0]:
+                return "two subscripts on one symbol (a double subscript in LaTeX)"
+            base[0], base[2] = True, False
+            expect = ("_", True)
+        elif tok == "{":
+            base[:] = [False, "", False]
+            stack.append([False, "", False])
+        elif tok == "}":
+            if len(stack) == 1:
+                return "unbalanced braces: a } without its {"
+            stack.pop()
+        else:
+            base[:] = [False, "", False]  # a new symbol
+            if tok[0] == "\\" and tok[1:] in _ACCENT_COMMANDS | _FONT_COMMANDS:
+                expect = (tok, False)
+    if expect is not None:
+        who = expect[0]
+        return f"{who} needs an argument, as in {who}{{x}}" if who[0] == "\\" else f"{who} has nothing after it"
+    if len(stack) > 1:
+        return "unbalanced braces: a { is not closed"
+    return None
+
+
+def _name_tex(tokens: list[str]) -> str:
+    """The tokens as LaTeX, outer spaces left out: made atoms braced where they are an
+    argument, a space between a command and a letter."""
+    out = ""
+    wants_argument = False
+    for tok in tokens:
+        if tok == " ":
+            out += " "
+            continue
+        if isinstance(tok, _Atom) and not tok.single and wants_argument:
+            tok = "{" + tok + "}"
+        if re.search(r"\\[A-Za-z]+$", out) and tok[:1].isalpha():
+            out += " "
+        out += tok
+        wants_argument = tok in ("_", "^") or tok[0] == "\\" and tok[1:] in _ACCENT_COMMANDS | _FONT_COMMANDS
+    return out.strip()
+
+
+_POWER = ["^", "{", "2", "}"]  # how SymPy raises a name to a power when it has no ^ of its own
+
+
+def check_display_name(name, *, function: bool = False) -> str | None:
+    r"""Why ``name`` cannot be a display name (None: it can). ``function``: the name of a
+    function, which its derivatives print with primes after.
+
+    A name of plain math (see :func:`latex_name`) must be math that LaTeX accepts, also
+    raised to a power; a name with other characters or commands prints literally and is
+    accepted.
+
+    >>> check_display_name(r"\hat{y}_{2}"), check_display_name(r"x & \input{f}")
+    (None, None)
+    >>> check_display_name("x^2'")
+    "a prime after a superscript is a double superscript in LaTeX: put the primes first, as in x'^{2} or x_{1}'^{2}"
+    """
+    if not isinstance(name, str) or not name.strip():
+        return "an empty name: give a LaTeX name such as w_{1}"
+    tokens = _name_tokens(name)
+    if tokens is None:
+        return None
+    problem = _name_problem(tokens)
+    if problem is None and "^" not in _name_tex(tokens) and _name_problem(tokens + _POWER):
+        problem = f"{name} cannot be raised to a power ({name}^{{2}} is a double superscript): write the primes last"
+    if problem is None and function and _name_problem(tokens + ["'"]):
+        problem = f"the derivative {name}' would be a double superscript: write {{{name}}} instead"
+    return problem
 
 
 def latex_name(name: str) -> str:
     r"""A display name as math: kept when it is plain math, otherwise printed literally.
 
-    Plain math means letters, digits, sub- and superscripts, balanced braces and a few
-    harmless commands (Greek letters, accents, font switches). Anything else (``&``,
-    ``%``, ``\input``, a double subscript) is shown verbatim in ``\text{...}``, so a name
-    can neither break the document nor run TeX code.
+    Plain math means letters, digits, sub- and superscripts, primes, balanced braces and
+    a few harmless commands (Greek letters, accents, font switches), as LaTeX accepts them
+    (:func:`check_display_name` says what is wrong with the others). Greek letters typed
+    as such become their commands, other non-ASCII letters ``\text{...}``. Anything else
+    (``&``, ``%``, ``\input``, a double subscript) is shown verbatim in ``\text{...}``, so
+    a name can neither break the document nor run TeX code.
 
-    >>> latex_name(r"\hat{y}_{2}"), latex_name("w_{5,7}")
-    ('\\hat{y}_{2}', 'w_{5,7}')
+    >>> latex_name(r"\hat{y}_{2}"), latex_name("w_{5,7}"), latex_name("ω_1")
+    ('\\hat{y}_{2}', 'w_{5,7}', '\\omega_1')
     >>> print(latex_name(r"x & \input{f}"))
     \text{x \& \textbackslash{}input\{f\}}
     """
-    return name if _plain_math(name) else r"\text{" + latex_escape(name) + "}"
+    math = _math_name(name)
+    return math if math is not None else r"\text{" + latex_escape(name) + "}"
 
 
 @functools.lru_cache(maxsize=4096)
+def _math_name(name: str) -> str | None:
+    """``name`` as LaTeX math when it is plain math (raised to a power too), else None."""
+    if not name.strip():
+        return None
+    tokens = _name_tokens(name)
+    if tokens is None or _name_problem(tokens):
+        return None
+    tex = _name_tex(tokens)
+    if "^" not in tex and _name_problem(tokens + _POWER):
+        return None
+    return tex
+
+
 def _plain_math(name: str) -> bool:
-    tokens = _NAME_TOKEN.findall(name)
-    if not name.strip() or "".join(tokens) != name:
-        return False
-    pending = False  # a _ or ^ waits for its argument
-    scripts: set[str] = set()  # the scripts the current base already has
-    groups: list[tuple[bool, set[str]]] = []
-    for tok in tokens:
-        if tok[0] == "\\" and tok[1:].isalpha() and tok[1:] not in _NAME_COMMANDS:
-            return False
-        if tok == " ":
-            continue
-        if tok in ("_", "^"):
-            if pending or tok in scripts:
-                return False  # "x__" or a double subscript: a LaTeX error
-            scripts.add(tok)
-            pending = True
-        elif tok == "{":
-            groups.append((pending, scripts))
-            pending, scripts = False, set()
-        elif tok == "}":
-            if not groups or pending:
-                return False
-            was_argument, scripts = groups.pop()
-            if not was_argument:
-                scripts = set()
-        elif pending:
-            pending = False
-        elif tok != "'":
-            scripts = set()
-    return not groups and not pending
+    """Whether latex_name keeps ``name`` as math."""
+    return _math_name(name) is not None
 
 
 def latex_number(x, digits: int = 4) -> str:
@@ -351,6 +814,10 @@ class LatexPrinter(_SymPyLatexPrinter):
             settings["mul_symbol"] = "dot"  # "0.5 2" would read as 0.52
         super().__init__(settings)
 
+    def doprint(self, expr):
+        n = _too_large(expr)
+        return rf"\text{{(an expression of {n:,} nodes: too large to print)}}" if n else super().doprint(expr)
+
     def _print_Mul(self, expr):
         return super()._print_Mul(_mul_complement_after(expr))
 
@@ -399,7 +866,9 @@ class LatexPrinter(_SymPyLatexPrinter):
             return latex_name(display_name(cls.base_name)) + "'" * cls.order
         if record.kind == "defined":
             named = self._settings["names"].get(cls.base)
-            return record.head if named is None else latex_name(named) + "'" * cls.order
+            if named is None and cls.base_name.isascii():
+                return record.head
+            return latex_name(named or cls.base_name) + "'" * cls.order  # ψ as \psi
         return record.head if cls is not None and cls.__module__ == Primitive.__module__ else None
 
     def _print_Function(self, expr, exp=None):
@@ -458,6 +927,9 @@ class LatexPrinter(_SymPyLatexPrinter):
         chain, such as ``softmax_1 - y_1``): a sole factor prints without parentheses,
         as a plain sum (``\\hat{y}_{1} - y_{1}``).
         """
+        n = _too_large(expr)
+        if n:
+            return [("+", [rf"\text{{(an expression of {n:,} nodes: too large to print)}}"])]
         result = []
         for term in [expr] if product else Add.make_args(expr):
             factors = _complement_after(Mul.make_args(term))

@@ -27,8 +27,11 @@ def rule_sentence(rule, printer=None) -> str:
     defined function's from its formula, printed by ``printer``)."""
     if rule.sentence is not None:
         return rule.sentence
-    if getattr(rule, "definition", None) is not None and printer is not None:
-        head = printer.head(rule)
+    head = None if printer is None else printer.head(rule)
+    kind = getattr(rule, "kind", None)
+    if kind == "generic" and head is not None:
+        return f"the activation's derivative ${head}'$ at the node's input (outer derivative of the chain rule)"
+    if kind == "defined" and head is not None:
         return f"${head}'$ from the definition of ${head}$ (above)"
     return f"the derivative rule of {latex_escape(rule.name)}"
 
