@@ -35,11 +35,13 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .functions import Rule, record_of
+from .functions import Rule, record_of, replace_shared
 from .graph import Network, NetworkError
+from .printing import tree_size
 
 __all__ = [
     "Partial", "Total", "Step", "Derivation", "LocalPartial", "derive", "local_partial", "delta_expr", "backward",
+    "step_estimate",
     "METHODS", "MULTIPLY", "SCALE", "POWER", "EXPONENTIAL", "FAN_OUT",
 ]
 
@@ -47,6 +49,9 @@ METHODS = ("top-down", "bottom-up", "paths")
 
 # A fully substituted gradient larger than this many tree nodes is not built (see notes).
 MAX_SUBSTITUTED_SIZE = 100_000
+# Path forms with more local partials than this in all are not built (a deep chain whose
+# weight is shared by every node has n paths of up to n edges).
+MAX_PATH_FACTORS = 10_000
 
 
 class Partial(sp.Symbol):
@@ -164,12 +169,13 @@ EXPONENTIAL = Rule("exponential", "exponential", r"$(a^u)' = a^u \log a$")
 FAN_OUT = Rule("fan-out", "used more than once: sum the contributions",
                "a variable used more than once contributes the sum of its uses")
 
-def _sweep(expr, chain, algebra, because, wanted, out, outputs):
+def _sweep(expr, chain, algebra, because, wanted, out, outputs, memo=None):
     """Push the adjoint ``chain`` x ``algebra`` down ``expr``; collect it at wanted symbols.
 
     ``because`` accumulates the names of the rules used, so every local partial can say
     which derivative rules produced it (seed 004's gate rules).
     """
+    memo = {} if memo is None else memo
     if expr.is_Symbol:
         if expr in wanted:
             out.setdefault(expr, []).append(((chain, algebra), because))
@@ -178,7 +184,7 @@ def _sweep(expr, chain, algebra, because, wanted, out, outputs):
         return
     if expr.is_Add:
         for arg in expr.args:
-            _sweep(arg, chain, algebra, because, wanted, out, outputs)
+            _sweep(arg, chain, algebra, because, wanted, out, outputs, memo)
     elif expr.is_Mul:
         args = expr.args
         for i, arg in enumerate(args):
@@ -186,31 +192,43 @@ def _sweep(expr, chain, algebra, because, wanted, out, outputs):
                 others = args[:i] + args[i + 1:]
                 other = others[0] if len(others) == 1 else sp.Mul(*others)
                 rule = SCALE if other.is_Number else MULTIPLY
-                _sweep(arg, chain, algebra + (other,), _add_rule(because, rule), wanted, out, outputs)
+                _sweep(arg, chain, algebra + (other,), _add_rule(because, rule), wanted, out, outputs, memo)
     elif expr.is_Pow:
         base, exponent = expr.args
         if _involves(base, wanted):
             local = exponent * base ** (exponent - 1)
-            _sweep(base, chain, algebra + (local,), _add_rule(because, POWER), wanted, out, outputs)
+            _sweep(base, chain, algebra + (local,), _add_rule(because, POWER), wanted, out, outputs, memo)
         if _involves(exponent, wanted):
             local = sp.log(base) * expr
-            _sweep(exponent, chain, algebra + (local,), _add_rule(because, EXPONENTIAL), wanted, out, outputs)
+            if local.has(sp.zoo, sp.nan):  # 0**w: log(0) has no value
+                raise NetworkError(f"{expr} has no derivative in its exponent: log({base}) is undefined")
+            _sweep(exponent, chain, algebra + (local,), _add_rule(because, EXPONENTIAL), wanted, out, outputs, memo)
     elif isinstance(expr, sp.Function):
         record = record_of(expr)
         rule = record or _unknown_rule(expr.func.__name__)
-        for i, arg in enumerate(expr.args):
+        for index, arg in _arguments(expr):
             if _involves(arg, wanted):
                 try:
-                    local = record.differentiate(expr, i + 1) if record else expr.fdiff(i + 1)
+                    local = record.differentiate(expr, index) if record else expr.fdiff(index)
                 except Exception as err:  # SymPy raises several types for "no rule"
                     raise NetworkError(f"no derivative rule for {expr.func.__name__} in {expr}: {err}") from None
                 if outputs:
-                    local = local.xreplace(outputs)
-                if local.has(sp.Derivative):
+                    local = replace_shared(local, outputs, memo)
+                if _unevaluated(local, memo):
                     raise NetworkError(f"no derivative rule for {expr.func.__name__} in {expr}")
-                _sweep(arg, chain + (local,), algebra, _add_rule(because, rule), wanted, out, outputs)
+                _sweep(arg, chain + (local,), algebra, _add_rule(because, rule), wanted, out, outputs, memo)
     else:
         raise NetworkError(f"no derivative rule for {type(expr).__name__} in {expr}")
+
+
+def _arguments(expr):
+    """``(argindex, argument)`` of a function call; the entries of a tuple argument (the
+    logits of a softmax) each on their own, with index ``(i, j)``."""
+    for i, arg in enumerate(expr.args, 1):
+        if isinstance(arg, sp.Tuple):
+            yield from (((i, j), a) for j, a in enumerate(arg.args, 1))
+        else:
+            yield i, arg
 
 
 def _involves(expr, wanted) -> bool:
@@ -221,6 +239,20 @@ def _involves(expr, wanted) -> bool:
 
 def _add_rule(because, rule):
     return because if any(r is rule for r in because) else because + (rule,)
+
+
+def _unevaluated(expr, memo) -> bool:
+    """Whether ``expr`` holds an unevaluated Derivative (a function without a rule); the
+    subexpressions already seen clean are in ``memo`` under ``("clean", e)``."""
+    stack = [expr]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, sp.Derivative):
+            return True
+        if ("clean", e) not in memo:
+            memo[("clean", e)] = True  # marked before its parts: a Derivative below raises anyway
+            stack.extend(e.args)
+    return False
 
 
 @functools.cache
@@ -242,6 +274,9 @@ class _Engine:
         self._full: dict[sp.Symbol, sp.Expr] = {}
         self._full_size: dict[sp.Symbol, int] = {}
         self._delta: dict[sp.Symbol, sp.Expr] = {}
+        # subexpressions already rewritten in outputs or checked for a missing rule: derivatives
+        # share parts (a softmax's logits), and walking each again would be quadratic
+        self._seen: dict = {}
 
     def local(self, node: sp.Symbol, wrt: sp.Symbol) -> LocalPartial:
         """``∂node/∂wrt``, computed with every other partial of ``node`` in one sweep."""
@@ -253,7 +288,7 @@ class _Engine:
             wanted = {s for s in self.net.producers[node] if s not in known and (s not in leaves) == (wrt not in leaves)}
             wanted.add(wrt)
             out: dict = {}
-            _sweep(self.net.nodes[node], (), (), (), wanted, out, self.outputs)
+            _sweep(self.net.nodes[node], (), (), (), wanted, out, self.outputs, self._seen)
             for s in wanted:
                 found = out.get(s, [])
                 because: tuple[str, ...] = ()
@@ -339,6 +374,13 @@ class Derivation:
                 f"max_paths={self.max_paths}: the path forms are left out"
             )
             return None
+        edges = self.network.path_edges(self.wrt)
+        if edges > MAX_PATH_FACTORS:
+            self.notes.append(
+                f"the {self.path_count} paths from {self.wrt} to {self.target} have {edges:,} local partials "
+                f"in all, more than {MAX_PATH_FACTORS:,}: the path forms are left out"
+            )
+            return None
         return self.network.paths(self.wrt, self.max_paths)
 
     # -- the four forms
@@ -378,7 +420,15 @@ class Derivation:
                 f"(limit {MAX_SUBSTITUTED_SIZE:,}); use the forms in deltas or local partials"
             )
             return None
-        return engine.substitute(self.expr)
+        full = engine.substitute(self.expr)
+        size = tree_size(full)
+        if size > MAX_SUBSTITUTED_SIZE:  # the estimate above counts nodes, not a node's own growth
+            self.notes.append(
+                f"the fully substituted gradient has {size:,} tree nodes (limit {MAX_SUBSTITUTED_SIZE:,}); "
+                "use the forms in deltas or local partials"
+            )
+            return None
+        return full
 
     # -- steps
 
@@ -570,6 +620,27 @@ def local_partial(net: Network, of: sp.Symbol, wrt: sp.Symbol, *, in_outputs: bo
 def delta_expr(net: Network, node: sp.Symbol, *, in_outputs: bool = True) -> sp.Expr:
     """dE/d(node) as one evaluated expression in node symbols (memoized per network)."""
     return _delta_exprs(_engine(net, in_outputs), node)
+
+
+def step_estimate(net: Network, wrt, limit: int) -> int:
+    """About how many steps the derivations of ``wrt`` (symbols) print in all: two a node on
+    a path to the loss, plus the bottom; counted only until ``limit`` is passed (so that a
+    network of 100,000 weights is judged at once)."""
+    total, seen = 0, {}
+    for w in wrt:
+        users = tuple(k for k in net.consumers[w] if k in net.ancestors_of_loss)
+        if users not in seen:
+            found, stack = set(users), list(users)
+            while stack and len(found) <= limit:
+                for l in net.consumers[stack.pop()]:
+                    if l not in found and l in net.ancestors_of_loss:
+                        found.add(l)
+                        stack.append(l)
+            seen[users] = 2 * len(found) + len(users) + 3
+        total += seen[users]
+        if total > limit:
+            break
+    return total
 
 
 def _resolve(net: Network, wrt) -> sp.Symbol:

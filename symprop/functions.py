@@ -58,7 +58,7 @@ __all__ = [
     "sigmoid", "relu", "leaky_relu", "softplus", "step", "sign", "identity", "maximum", "minimum",
     "softmax", "softmax_cross_entropy", "softmax_cross_entropy_of", "generic", "GenericFunction",
     "DefinedFunction", "half_sse", "mse", "cross_entropy", "binary_cross_entropy", "explicit", "as_expr",
-    "ACTIVATIONS", "LOSSES", "activation", "bind_generics", "numpy_namespace", "U",
+    "ACTIVATIONS", "LOSSES", "activation", "bind_generics", "numpy_namespace", "subexpressions", "replace_shared", "U",
 ]
 
 # The variable of definitions: a defined function's formula, a loss's per-entry formula.
@@ -254,7 +254,7 @@ def np_logsumexp(*z):
     return top + np.log(sum(np.exp(v - top) for v in arrays))
 
 
-def _np_softmax(k, *z):
+def _np_softmax(k, z):
     arrays, top = _np_logits(z)
     e = [np.exp(v - top) for v in arrays]
     return e[int(k) - 1] / sum(e)
@@ -452,19 +452,49 @@ class minimum(sp.Function, _Explicit):
         return a + (b - a) * _heaviside(a - b)  # a on a tie
 
 
+class Logits(sp.Tuple):
+    """The logits of a softmax: a tuple whose hash is computed once (SymPy's Tuple hashes
+    all its entries every time, and an n-class softmax is looked up n times)."""
+
+    def __hash__(self):
+        if self._mhash is None:
+            self._mhash = hash(self.args)
+        return self._mhash
+
+    def _eval_evalf(self, prec):
+        return Logits(*[a._eval_evalf(prec) or a for a in self.args])
+
+    def evalf(self, *args, **options):
+        return Logits(*[a.evalf(*args, **options) for a in self.args])
+
+
 class softmax(sp.Function, _Explicit):
     """``softmax(k, z_1, ..., z_n) = exp(z_k) / sum_j exp(z_j)``, with ``k`` counted from 1.
 
-    ``d softmax_k / d z_j = softmax_k (delta_kj - softmax_j)``.
+    ``d softmax_k / d z_j = softmax_k (delta_kj - softmax_j)``. The logits are kept as one
+    shared tuple (``softmax(k, (z_1, ..., z_n))``), so the n outputs of an n-class softmax
+    and their derivatives hold one tuple, not n copies: a 2,000-class classifier stays
+    linear in its size. :attr:`logits` gives them back one by one.
 
     >>> import sympy as sp
     >>> a, b = sp.symbols("a b")
     >>> sp.diff(softmax(1, a, b), b)
-    -softmax(1, a, b)*softmax(2, a, b)
+    -softmax(1, (a, b))*softmax(2, (a, b))
     """
 
+    is_commutative = True  # SymPy cannot tell from a tuple argument; it is a number
+
+    def __new__(cls, k, *logits, **options):
+        if len(logits) == 1 and isinstance(logits[0], Logits):
+            shared = logits[0]  # the same tuple object: hashed and compared once, not per k
+        elif len(logits) == 1 and isinstance(logits[0], (sp.Tuple, tuple, list)):
+            shared = Logits(*logits[0])
+        else:
+            shared = Logits(*logits)
+        return super().__new__(cls, k, shared, **options)
+
     @classmethod
-    def eval(cls, k, *logits):
+    def eval(cls, k, logits):
         if not (k.is_Integer and 1 <= k <= len(logits)):
             raise ValueError(f"softmax index {k} is not between 1 and {len(logits)}")
 
@@ -474,14 +504,18 @@ class softmax(sp.Function, _Explicit):
 
     @property
     def logits(self):
-        return self.args[1:]
+        return self.args[1].args
 
     def fdiff(self, argindex=1):
-        j = argindex - 1
-        if j < 1:
+        """``argindex`` is ``(2, j)`` for the j-th logit (the logits are one argument)."""
+        if not (isinstance(argindex, tuple) and argindex[0] == 2):
             raise ArgumentIndexError(self, argindex)
+        j = argindex[1]
         same = 1 if j == self.index else 0
-        return self * (same - softmax(j, *self.logits))
+        return self * (same - softmax(j, self.args[1]))
+
+    def _eval_derivative(self, s):
+        return sp.Add(*[self.fdiff((2, j)) * z.diff(s) for j, z in enumerate(self.logits, 1) if z.has(s)])
 
     def explicit(self):
         logits = [explicit(z) for z in self.logits]
@@ -513,14 +547,19 @@ class softmax_cross_entropy(sp.Function, _Explicit):
         if not (n.is_Integer and len(rest) == 2 * n):
             raise ValueError("softmax_cross_entropy needs as many targets as logits")
 
+    @functools.cached_property
+    def _logits(self) -> Logits:
+        """The logits as one tuple, shared by every softmax the derivatives hold."""
+        return Logits(*self.logits)
+
     def fdiff(self, argindex=1):
         j = argindex - 2
         n = self.size
         if 0 <= j < n:
-            return softmax(j + 1, *self.logits) - self.targets[j]
+            return softmax(j + 1, self._logits) - self.targets[j]
         if n <= j < 2 * n:
             # d/dt_k of -sum t log softmax: -log softmax_k (targets are rarely differentiated)
-            return -sp.log(softmax(j - n + 1, *self.logits))
+            return -sp.log(softmax(j - n + 1, self._logits))
         raise ArgumentIndexError(self, argindex)
 
     def explicit(self):
@@ -600,8 +639,7 @@ def _generic_class(name: str, order: int) -> type[GenericFunction]:
     cls = type(spelled, (GenericFunction,), {"base_name": name, "order": order})
     register(Primitive(
         name=spelled, cls=cls, build=cls, kind="generic", activation=order == 0, gate=_function_gate("generic", spelled),
-        rule=f"generic activation: {name}'(u)",
-        sentence=f"the activation's derivative ${name}'$ at the node's input (outer derivative of the chain rule)",
+        rule=f"generic activation: {name}'(u)",  # its sentence is printed with its display name
     ))
     return cls
 
@@ -734,19 +772,51 @@ def bind_generics(expr, bind: Mapping):
     return expr
 
 
+def subexpressions(exprs):
+    """Every distinct subexpression of ``exprs``, each once: linear in the distinct ones,
+    where SymPy's own walks (atoms, xreplace) go through a shared subexpression (the logits
+    tuple of a 2,000-class softmax) once for each place that holds it."""
+    seen, stack = set(), list(exprs)
+    while stack:
+        e = stack.pop()
+        if e in seen:
+            continue
+        seen.add(e)
+        yield e
+        stack.extend(e.args)
+
+
+def replace_shared(expr, mapping: Mapping, memo: dict | None = None):
+    """``expr.xreplace(mapping)``, each distinct subexpression rebuilt once (``memo`` may be
+    kept between calls on expressions that share parts)."""
+    memo = {} if memo is None else memo
+
+    def go(e):
+        if e in mapping:
+            return mapping[e]
+        if not e.args:
+            return e
+        if e not in memo:
+            args = [go(a) for a in e.args]
+            memo[e] = e if all(a is b for a, b in zip(args, e.args)) else e.func(*args)
+        return memo[e]
+
+    return go(expr)
+
+
 def numpy_namespace(exprs=()) -> dict[str, Callable]:
     """The NumPy form of every function class in ``exprs`` (every built-in when empty), by
     class name, for :func:`sympy.lambdify`. Two different functions of one name in the
     same expressions are refused, since lambdify knows functions by name only.
 
     >>> f = numpy_namespace()
-    >>> float(f["sigmoid"](-1000.0)), float(f["softmax"](1, 1000.0, 0.0))
+    >>> float(f["sigmoid"](-1000.0)), float(f["softmax"](1, (1000.0, 0.0)))
     (0.0, 1.0)
     """
     if not exprs:
         records = [p for p in BUILTINS.values() if p.cls is not None]
     else:
-        classes = {type(f) for e in exprs for f in e.atoms(sp.Function)}
+        classes = {type(f) for f in subexpressions(exprs) if isinstance(f, sp.Function)}
         records = [p for p in (record_of(c) for c in classes) if p is not None and p.numpy is not None]
     namespace: dict[str, Callable] = {}
     for p in sorted(records, key=lambda p: p.cls.__name__):
@@ -853,6 +923,18 @@ _builtin(
     name="log", cls=sp.log, build=sp.log, numpy=np.log, head=r"\log", rule="log'(u) = 1/u", sentence=r"$\log'(u) = 1/u$",
     gate=_gate("log", r"$\log$", "log", "log multiplies the gradient by 1/x",
                "The log gate multiplies the gradient by $1/x$, the reciprocal of its input."),
+)
+_builtin(
+    name="sinh", cls=sp.sinh, build=sp.sinh, numpy=np.sinh, head=r"\sinh", rule="sinh'(u) = cosh(u)",
+    sentence=r"$\sinh'(u) = \cosh(u)$",
+)
+_builtin(
+    name="cosh", cls=sp.cosh, build=sp.cosh, numpy=np.cosh, head=r"\cosh", rule="cosh'(u) = sinh(u)",
+    sentence=r"$\cosh'(u) = \sinh(u)$",
+)
+_builtin(
+    name="sech", cls=sp.sech, build=sp.sech, numpy=lambda x: 1 / np.cosh(x), head=r"\operatorname{sech}",
+    rule="sech'(u) = -sech(u) tanh(u)", sentence=r"$\operatorname{sech}'(u) = -\operatorname{sech}(u)\tanh(u)$",
 )
 _builtin(
     name="sqrt", build=sp.sqrt, numpy=np.sqrt, head=r"\sqrt", rule="sqrt'(u) = 1/(2 sqrt(u))",

@@ -308,18 +308,22 @@ class _Stager:
         kind = record.gate if record is not None and record.gate is not None else FUNCTION_GATE
         op = kind.op
         name = expr.func.__name__ if op in ("generic", "function") else None
-        wires = [None if a.is_number else self.wire(a) for a in expr.args]
+        # a tuple argument (softmax's logits) is one wire per entry
+        flat = [a for arg in expr.args for a in (arg.args if isinstance(arg, sp.Tuple) else (arg,))]
+        wires = [None if a.is_number else self.wire(a) for a in flat]
         inputs = list(dict.fromkeys(w for w in wires if w is not None))
-        constants = [a for a, w in zip(expr.args, wires) if w is None]
+        constants = [a for a, w in zip(flat, wires) if w is None]
         extra = {}
         if op == "leaky_relu" and wires[1] is None:
-            extra["a"] = expr.args[1]
+            extra["a"] = flat[1]
         elif op in ("max", "min", "function", "generic") and constants:
             extra["args"] = tuple(constants)
 
         def apply(u):
             wired = dict(zip(inputs, u))
-            return expr.func(*[a if w is None else wired[w] for a, w in zip(expr.args, wires)])
+            values = iter([a if w is None else wired[w] for a, w in zip(flat, wires)])
+            return expr.func(*[sp.Tuple(*[next(values) for _ in arg.args]) if isinstance(arg, sp.Tuple)
+                               else next(values) for arg in expr.args])
 
         return self.gate(kind, inputs, apply, symbol, node, function=name, **extra)
 

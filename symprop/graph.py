@@ -130,6 +130,16 @@ class Network:
                 count[k] = sum(count.get(l, 0) for l in self.consumers[k])
         return sum(count.get(l, 0) for l in self.consumers[wrt])
 
+    def path_edges(self, wrt: sp.Symbol) -> int:
+        """How many edges all paths from ``wrt`` to the loss have together (the factors of
+        the path forms), counted without listing the paths."""
+        count, edges = {self.loss: 1}, {self.loss: 0}
+        for k in reversed(self.order):
+            if k != self.loss:
+                count[k] = sum(count.get(l, 0) for l in self.consumers[k])
+                edges[k] = sum(edges.get(l, 0) + count.get(l, 0) for l in self.consumers[k])
+        return sum(edges.get(l, 0) + count.get(l, 0) for l in self.consumers[wrt])
+
     def paths(self, wrt: sp.Symbol, max_paths: int = 1000) -> list[tuple[sp.Symbol, ...]]:
         """Every path from ``wrt`` up to the loss, as tuples ``(wrt, z_k, ..., loss)``.
 
@@ -143,17 +153,14 @@ class Network:
                 wrt,
             )
         found: list[tuple[sp.Symbol, ...]] = []
-
-        def walk(path):
-            last = path[-1]
-            if last == self.loss:
-                found.append(tuple(path))
-                return
-            for l in self.consumers[last]:
-                if l in self.ancestors_of_loss:
-                    walk(path + [l])
-
-        walk([wrt])
+        stack = [(wrt,)]  # depth first, each path in the order a recursive walk finds it
+        while stack:
+            path = stack.pop()
+            if path[-1] == self.loss:
+                found.append(path)
+                continue
+            ahead = [l for l in self.consumers[path[-1]] if l in self.ancestors_of_loss]
+            stack += [path + (l,) for l in reversed(ahead)]
         return found
 
     def display_name(self, symbol: sp.Symbol) -> str:

@@ -55,10 +55,18 @@ def evaluate(expr, point):
             raise KeyError(f"no value for {e}")
         elif isinstance(e, (sp.Add, sp.Mul, sp.Pow)):
             v = sp.N(e.func(*[value(a) for a in e.args]), 30)
-        else:  # a function: its explicit form at its arguments' values (indices stay as they are)
-            slots = [a if a.is_Number else sp.Dummy() for a in e.args]
+        else:  # a function: its explicit form at its arguments' values (indices stay as they are;
+            # a tuple argument, softmax's logits, has a slot per entry)
+            slots = [a if a.is_Number else sp.Tuple(*[sp.Dummy() for _ in a.args]) if isinstance(a, sp.Tuple)
+                     else sp.Dummy() for a in e.args]
             f = bind_generic(F.explicit(e.func(*slots)))
-            v = sp.N(f.xreplace({d: value(a) for d, a in zip(slots, e.args) if d is not a}), 30)
+            pairs = []
+            for d, a in zip(slots, e.args):
+                if isinstance(a, sp.Tuple):
+                    pairs += list(zip(d.args, a.args))
+                elif d is not a:
+                    pairs.append((d, a))
+            v = sp.N(f.xreplace({d: value(a) for d, a in pairs}), 30)
         memo[e] = v
         return v
 

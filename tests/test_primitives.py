@@ -93,8 +93,9 @@ def test_the_numpy_form_is_the_explicit_form(p, scale):
         exact = complex(sp.N(F.explicit(expr).xreplace(point), 30))
         if p.cls is None:  # a builder of other primitives (identity, sqrt): called as in a spec
             numeric = p.numpy(*[float(v) for v in point.values()])
-        else:  # called as the class is, its arguments in the class's order
-            numeric = p.numpy(*[float(a.xreplace(point)) for a in expr.args])
+        else:  # called as the class is, its arguments in the class's order (a tuple: the logits)
+            numeric = p.numpy(*[tuple(float(x.xreplace(point)) for x in a.args) if isinstance(a, sp.Tuple)
+                                else float(a.xreplace(point)) for a in expr.args])
         assert math.isfinite(float(numeric))
         assert _close(float(numeric), exact.real, 1e-12), (p.name, point, numeric, exact)
 
