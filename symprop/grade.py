@@ -23,7 +23,6 @@ True
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,8 +36,11 @@ from .numeric import Evaluator
 
 __all__ = ["grade", "GradeResult", "REL_TOL"]
 
-REL_TOL = 1e-9  # two values agree when |a - b| <= REL_TOL * max(|a|, |b|) (or both are ~0)
-ABS_TOL = 1e-14
+# Two values agree when |a - b| <= REL_TOL * max(|a|, |b|) + ABS_TOL. Answers are evaluated
+# exactly to 30 digits (numeric.Evaluator.exact), so a right answer agrees to far better than
+# this, and an answer off by 1e-12 of a term does not.
+REL_TOL = 1e-20
+ABS_TOL = 1e-24
 POINTS = 6  # random points at which answers are compared
 MAX_DRAWS = 60  # draws allowed to find points where the gradient is defined and nonzero
 SIMPLIFY_OPS = 150  # simplify only expressions with at most this many operations
@@ -124,11 +126,21 @@ def _substituted(net: Network, expr) -> sp.Expr:
     return expr.xreplace({s: full[s] for s in expr.free_symbols if s in full})
 
 
+def _blows_up(expr) -> bool:
+    """Whether expanding ``expr`` would take long: a sum raised to a high power (the
+    expansion of (a + b)^500 has 501 terms, and its products many more)."""
+    return any(e.is_Pow and e.base.is_Add and e.exp.is_Integer and abs(e.exp) > MAX_EXPANDED_POWER
+               for e in fn.subexpressions([expr]))
+
+
+MAX_EXPANDED_POWER = 8  # the highest power of a sum the symbolic check expands
+
+
 def _proved_equal(net, answer, expected) -> bool:
     """SymPy shows ``answer - expected`` is zero: by expansion, or by simplify of the
     explicit forms when they are small. False means "not proved", not "different"."""
     difference = _substituted(net, answer) - _substituted(net, expected)
-    if sp.count_ops(difference) > 4 * SIMPLIFY_OPS:
+    if sp.count_ops(difference) > 4 * SIMPLIFY_OPS or _blows_up(difference):
         return False
     if sp.expand(difference) == 0:
         return True
@@ -166,16 +178,16 @@ def grade(network: Network, wrt, answer, *, seed: int = 0) -> GradeResult:
             break
         ev = Evaluator(net, _binding(net, rng))
         point = ev.forward(_draw(net, rng))
-        right = ev.value(expected, point)
-        if not math.isfinite(right):
+        right = ev.exact(expected, point)
+        if right is None:
             continue
-        sample = (right, ev.value(answer, point), [ev.value(m.expr, point) for m in wrong])
+        sample = (right, ev.exact(answer, point), [ev.exact(m.expr, point) for m in wrong])
         (points if abs(right) > ABS_TOL else spare).append(sample)
     points = points or spare[:POINTS]
     if not points:
         raise NetworkError(f"d{net.loss}/d{w} is undefined at every random point tried; cannot grade")
 
-    correct = all(math.isfinite(a) and _close(a, r) for r, a, _ in points)
+    correct = all(a is not None and _close(a, r) for r, a, _ in points)
     how = "numeric"
     if correct and _proved_equal(net, answer, expected):
         how = "symbolic"
@@ -183,6 +195,6 @@ def grade(network: Network, wrt, answer, *, seed: int = 0) -> GradeResult:
     if not correct:
         matches = tuple(
             m for i, m in enumerate(wrong)
-            if all(math.isfinite(a) and math.isfinite(ms[i]) and _close(a, ms[i]) for _, a, ms in points)
+            if all(a is not None and ms[i] is not None and _close(a, ms[i]) for _, a, ms in points)
         )
     return GradeResult(correct, how, w, answer, expected, matches[0] if matches else None, matches, len(points), net.loss)

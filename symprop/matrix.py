@@ -42,6 +42,7 @@ dE/db^2 = δ^2 [z = x]
 from __future__ import annotations
 
 import functools
+import math
 import operator
 import re
 from dataclasses import dataclass, field
@@ -746,10 +747,48 @@ class MatrixDerivation:
     def _compiled(self):
         forward = [(_key(lhs), _compile(rhs)) for lhs, rhs in self.batch_forward_program]
         backward = [(_key(lhs), _compile(rhs)) for lhs, rhs in self.batch_program]
+        delta_L = self._stable_output_delta()
+        if delta_L is not None:  # the same Δ^L as the first step, in a form that cannot overflow
+            backward[0] = (backward[0][0], delta_L)
         s = self.batch
         results = [[_key(Gradient(E, p)) for p in group] for group in (s.W, s.b)]
         results += [[_key(q) for q in group] for group in (s.delta, s.a)]
         return forward, backward, results
+
+    @functools.cached_property
+    def _output_form(self) -> str | None:
+        """How the numbers of the output layer are computed: the fused rule, or
+        :data:`_SIGMOID_CE`, :data:`_SOFTMAX_BCE` (log space on the logits), :data:`_LOG_LOSS`
+        (a log loss of an output that is not a probability), or None (the steps as written)."""
+        return _output_form(self.net)
+
+    def _stable_output_delta(self):
+        """A closure ``env -> Δ^L`` for the log losses not fused with their output (see
+        :data:`_SIGMOID_CE`, :data:`_SOFTMAX_BCE`, :data:`_LOG_LOSS`), else None."""
+        form = self._output_form
+        if form not in (_SIGMOID_CE, _SOFTMAX_BCE, _LOG_LOSS):
+            return None
+        k = self._keys
+        out, logits, target, samples = k["out"], k["logits"], k["y"], k["N"]
+        mean = self.net.reduction == "mean"
+        if form == _SIGMOID_CE:
+            def raw(env):
+                return _sigmoid_cross_entropy_delta(env[logits], env[target])
+        elif form == _SOFTMAX_BCE:
+            def raw(env):
+                return _softmax_binary_cross_entropy_delta(env[logits], env[target])
+        else:
+            s, L = self.batch, self.depth
+            fprime = _derivative(self.net.activations[-1], s.z[L - 1], s.a[L])
+            slope = None if fprime is None else _compile(fprime)
+            binary = self.net.loss.loss is _loss_rule("binary_cross_entropy")
+
+            def raw(env):
+                g = _log_loss_gradient(env[out], env[target], binary)
+                return g if slope is None else slope(env) * g
+        if not mean:
+            return raw
+        return lambda env: (1 / env[samples]) * raw(env)
 
     def _environment(self, values: LayeredValues) -> dict:
         _check_values(self.sizes, values)
@@ -772,19 +811,25 @@ class MatrixDerivation:
         return env
 
     def loss_value(self, values: LayeredValues) -> float:
-        """The loss E at ``values`` (forward pass only; numerically stable)."""
+        """The loss E at ``values`` (forward pass only; numerically stable). Where E has no
+        finite value (the log of an output that is not positive) it is inf or NaN, which
+        :meth:`gradient` refuses with the reason."""
         env = self._run_forward(self._environment(values))
         return self._loss_number(env)
 
     def _loss_number(self, env) -> float:
-        net, rule = self.net, self.net.loss.loss
+        net, rule, form = self.net, self.net.loss.loss, self._output_form
         a, z, y = env[self._keys["out"]], env[self._keys["logits"]], env[self._keys["y"]]
-        if net.fused == "softmax + cross-entropy":  # log-sum-exp on the logits
+        if form == "softmax + cross-entropy":  # log-sum-exp on the logits
             top = z.max(axis=0, keepdims=True)
             lse = top + np.log(np.exp(z - top).sum(axis=0, keepdims=True))
             total = -float(np.sum(y * (z - lse)))
-        elif net.fused == "sigmoid + binary cross-entropy":  # -(y log σ(z) + (1 - y) log(1 - σ(z))) = softplus(z) - y z
+        elif form == "sigmoid + binary cross-entropy":  # -(y log σ(z) + (1 - y) log(1 - σ(z))) = softplus(z) - y z
             total = float(np.sum(np.logaddexp(0, z) - y * z))
+        elif form == _SIGMOID_CE:  # -y log σ(z) = y softplus(-z)
+            total = float(np.sum(y * np.logaddexp(0, -z)))
+        elif form == _SOFTMAX_BCE:  # log ŷ = z - lse, log(1 - ŷ) from the other logits
+            total = _softmax_binary_cross_entropy(z, y)
         else:  # the record's entries; scale p/q applied as * p / q (1/n divides, as the formula)
             scale = sp.Rational(rule.scale(sp.Integer(a.shape[0])))
             total = float(np.sum(rule.numpy(a, y))) * int(scale.p) / int(scale.q)
@@ -795,12 +840,81 @@ class MatrixDerivation:
 
         Each step is one NumPy expression (matrix products, elementwise functions); the
         forward activations are kept and reused by the backward steps, as backprop does.
+        A log loss is computed from the logits in log space and its output delta in a
+        closed form that cannot overflow (the step's value, not its formula, changes);
+        where the loss or a gradient has no finite value, :class:`NetworkError` says why.
         """
         env = self._run_forward(self._environment(values))
+        loss = self._loss_number(env)
+        if not math.isfinite(loss):
+            raise NetworkError(self._why_loss_not_finite(env, values))
         for lhs, f in self._compiled[1]:
             env[lhs] = f(env)
         dW, db, deltas, activations = ([env[k] for k in keys] for keys in self._compiled[2])
-        return MatrixGradient(self._loss_number(env), dW, db, deltas, activations)
+        # one number first: an inf or NaN in dE/db^l = Δ^l 1_N (so in Δ^l), in Z^1 (so in X)
+        # or in a hidden A^l reaches this sum; only then is each array looked at
+        if not math.isfinite(sum([float(b.sum()) for b in db] + [float(env[k].sum()) for k in self._probe_keys])):
+            self._check_finite(env, dW, db, deltas)
+        return MatrixGradient(loss, dW, db, deltas, activations)
+
+    @functools.cached_property
+    def _probe_keys(self) -> list:
+        """Z^1 and the hidden A^l: with Δ^l, the factors of every dE/dW^l (see :meth:`_check_finite`)."""
+        s = self.batch
+        return [_key(s.z[0])] + [_key(a) for a in s.a[1:-1]]
+
+    def _why_loss_not_finite(self, env, values: LayeredValues) -> str:
+        """Why the loss is inf or NaN, naming the quantity at fault (only on failure)."""
+        head = "the loss is not finite"
+        L, form, f = self.depth, self._output_form, self.net.activations[-1].name
+        for name, array in [("x", values.x), ("y", values.y)] + [
+                (f"{p}^{l}", array) for p, arrays in (("W", values.weights), ("b", values.biases))
+                for l, array in enumerate(arrays, 1)]:
+            if not np.all(np.isfinite(array)):
+                return f"{head}: {name} holds {_first_bad(array)}"
+        a, y = env[self._keys["out"]], env[self._keys["y"]]
+        out = text(self.one.a[-1])
+        rule = self.net.loss.loss
+        if form == _SOFTMAX_BCE and a.shape[0] == 1:  # ŷ = 1 whatever the logit
+            return (f"{head}: log(1 - {out}) = -inf where the target is not 1: a softmax of one output "
+                    f"is always 1 (use a sigmoid output for one binary target)")
+        if form == _LOG_LOSS:
+            with np.errstate(invalid="ignore"):
+                where = (y != 0) & ~(a > 0)
+                if where.any():
+                    return (f"{head}: log of a non-positive output in {out} ({_entry(out, a, y, where)}; "
+                            f"{f} outputs are not probabilities)")
+                if rule is _loss_rule("binary_cross_entropy"):
+                    where = (1 - y != 0) & ~(a < 1)
+                    if where.any():
+                        return (f"{head}: log(1 - {out}) of an output ≥ 1 in {out} ({_entry(out, a, y, where)}; "
+                                f"{f} outputs are not probabilities)")
+        z = env[self._keys["logits"]]
+        if not np.all(np.isfinite(z)):
+            return f"{head}: z^{L} holds {_first_bad(z)} (the forward pass overflows)"
+        if not np.all(np.isfinite(a)):
+            return f"{head}: {out} holds {_first_bad(a)} (the output activation overflows)"
+        return f"{head}: it overflows (the largest |{out}| is {np.max(np.abs(a)):.3g})"
+
+    def _check_finite(self, env, dW, db, deltas):
+        """Refuse gradients holding inf or NaN (returns when there are none), cheaply: Δ^l
+        and dE/db^l (n_l x N, n_l x 1) are read outright; dE/dW^l = Δ^l (A^(l-1))^T, finite
+        when Δ^l and A^(l-1) are, only when A^(l-1) is not finite. A^0 = X is judged by
+        Z^1 = W^1 X + b^1 1^T, which every inf or NaN of X reaches, so a big input is not
+        read again."""
+        s = self.batch
+        for l in range(self.depth, 0, -1):
+            if not np.all(np.isfinite(deltas[l - 1])):
+                raise NetworkError(f"the gradient is not finite: Δ^{l} = dE/dZ^{l} holds {_first_bad(deltas[l - 1])}")
+            if not np.all(np.isfinite(db[l - 1])):
+                raise NetworkError(f"the gradient is not finite: dE/db^{l} overflows")
+            factor = env[_key(s.z[0])] if l == 1 else env[_key(s.a[l - 1])]
+            if not np.all(np.isfinite(factor)) and not np.all(np.isfinite(dW[l - 1])):
+                below = env[_key(s.a[l - 1])]
+                name, factor = ("X", "X^T") if l == 1 else (f"A^{l - 1}", f"(A^{l - 1})^T")
+                why = f"{name} holds {_first_bad(below)}" if not np.all(np.isfinite(below)) else "it overflows"
+                raise NetworkError(f"the gradient is not finite: dE/dW^{l} = Δ^{l} {factor} holds "
+                                   f"{_first_bad(dW[l - 1])} ({why})")
 
     def random_values(self, batch: int = 1, seed: int = 0, dtype=np.float64) -> LayeredValues:
         """Random weights and data fit for this network's loss (see :func:`random_layered`)."""
@@ -871,6 +985,127 @@ def derive_matrix(sizes, hidden="sigmoid", output="identity", loss="half_sse", *
 def _softmax_columns(z):
     e = np.exp(z - z.max(axis=0, keepdims=True))
     return e / e.sum(axis=0, keepdims=True)
+
+
+# The output layer's numbers for the log losses that are not fused with their output
+# (the fused pairings, softmax + cross-entropy and sigmoid + binary cross-entropy, are
+# stable as derived: Δ^L = Ŷ - Y, and their losses are computed from the logits). Each
+# computes E from the logits in log space and Δ^L = dE/dZ^L in a closed form of bounded
+# quantities; the derivation's steps, and what they print, are unchanged.
+_SIGMOID_CE = "sigmoid + cross-entropy"  # E = -Σ y log σ(z) = Σ y softplus(-z);  δ = -y ⊙ σ(-z)
+_SOFTMAX_BCE = "softmax + binary cross-entropy"  # E = -Σ_k [y_k log ŷ_k + (1 - y_k) log(1 - ŷ_k)]
+_LOG_LOSS = "log loss"  # cross-entropy or binary cross-entropy of an output that is not a probability
+
+
+def _loss_rule(name):
+    return fn.record_of(name).loss
+
+
+def _output_form(net: _Layered) -> str | None:
+    """The numeric form of a network's output layer (see :data:`_SIGMOID_CE` etc.)."""
+    if net.fused:
+        return net.fused
+    rule, f = net.loss.loss, net.activations[-1].name
+    if rule is _loss_rule("cross_entropy"):
+        return _SIGMOID_CE if f == "sigmoid" else _LOG_LOSS if f != "softmax" else None
+    if rule is _loss_rule("binary_cross_entropy"):
+        return _SOFTMAX_BCE if f == "softmax" else _LOG_LOSS  # (sigmoid is fused)
+    return None
+
+
+def _sigmoid_cross_entropy_delta(z, y):
+    """dE/dz of E = Σ y softplus(-z): -y σ(-z), entry by entry (σ(-z) = 1 - σ(z) without
+    the cancellation of 1 - σ(z) when σ(z) is near 1, and from e^(-|z|): no overflow)."""
+    e = np.exp(-np.abs(z))
+    return -y * np.where(z >= 0, e / (1 + e), 1 / (1 + e))
+
+
+def _softmax_parts(z):
+    """For logits z (n x N, a sample a column): ŷ = softmax(z), log ŷ, log(1 - ŷ), the
+    index of each column's largest logit and r, the softmax of each column without that
+    entry (0 there), all without overflow or cancellation. log(1 - ŷ) is None when n = 1.
+
+    Only the largest entry of a column can exceed 1/2, so ``log1p(-ŷ_k)`` is exact for the
+    others; for the largest, 1 - ŷ_top is the other entries' share,
+    ``log(1 - ŷ_top) = (m2 - m) + log q - log(1 + e^(m2 - m) q)`` with m the largest logit,
+    m2 the largest of the others and ``q = Σ_(j≠top) e^(z_j - m2)`` (at least 1)."""
+    n, cols = z.shape[0], np.arange(z.shape[1])
+    top = z.argmax(axis=0)
+    m = z[top, cols]
+    e = np.exp(z - m)
+    total = e.sum(axis=0)
+    yhat = e / total
+    log_yhat = z - (m + np.log(total))
+    if n == 1:
+        return yhat, log_yhat, None, top, np.zeros_like(z)
+    rest = z.copy()
+    rest[top, cols] = -np.inf
+    m2 = rest.max(axis=0)
+    q = np.exp(rest - m2)  # 0 at the top
+    q_sum = q.sum(axis=0)
+    log_rest = m2 - m
+    with np.errstate(divide="ignore"):  # log1p(-1) at a top of 1, replaced below
+        log1m = np.log1p(-yhat)
+    log1m[top, cols] = log_rest + np.log(q_sum) - np.log1p(np.exp(log_rest) * q_sum)
+    return yhat, log_yhat, log1m, top, q / q_sum
+
+
+def _softmax_binary_cross_entropy(z, y) -> float:
+    """Σ over outputs and samples of -(y log ŷ + (1 - y) log(1 - ŷ)), ŷ = softmax(z),
+    in log space (finite at any finite logits, but for one output: ŷ = 1 always)."""
+    _, log_yhat, log1m, _, _ = _softmax_parts(z)
+    if log1m is None:  # log(1 - ŷ) = -inf: only a target of 1 (weight 1 - y = 0) is finite
+        with np.errstate(invalid="ignore"):
+            second = np.where(y == 1, 0.0, (1 - y) * -np.inf)
+    else:
+        second = (1 - y) * log1m
+    return 0.0 - float(np.sum(y * log_yhat + second))  # (0.0 - x: no -0.0 for a loss of 0)
+
+
+def _softmax_binary_cross_entropy_delta(z, y):
+    """dE/dz for E = -Σ_k [y_k log ŷ_k + (1 - y_k) log(1 - ŷ_k)], ŷ = softmax(z):
+
+        δ_j = n ŷ_j - y_j - Σ_(k≠j) (1 - y_k) r_kj,    r_kj = e^(z_j) / Σ_(i≠k) e^(z_i),
+
+    (from ∂ log ŷ_k/∂z_j = [k = j] - ŷ_j and ∂ log(1 - ŷ_k)/∂z_j = [k ≠ j] r_kj - ŷ_j).
+    With t the column's largest entry: for k ≠ t, r_kj = ŷ_j c_k with c_k = (1 - y_k)/(1 - ŷ_k),
+    and 1 - ŷ_k ≥ 1/2; r_tj is the softmax without t (:func:`_softmax_parts`). So
+
+        δ = n ŷ - y - ŷ ⊙ (S - c) - (1 - y_t) r,    S = Σ_(k≠t) c_k,  c_t = 0,
+
+    every term bounded (ŷ, r ≤ 1, |c_k| ≤ 2 |1 - y_k|): no overflow at any finite logits."""
+    n, cols = z.shape[0], np.arange(z.shape[1])
+    yhat, _, _, top, r = _softmax_parts(z)
+    if n == 1:  # ŷ = 1: E is constant (and finite only where y = 1, which gives 0)
+        return yhat - y
+    with np.errstate(divide="ignore", invalid="ignore"):  # 1 - ŷ_t may be 0: c_t is set to 0
+        c = (1 - y) / (1 - yhat)
+    c[top, cols] = 0.0
+    return n * yhat - y - yhat * (c.sum(axis=0) - c) - (1 - y[top, cols]) * r
+
+
+def _log_loss_gradient(a, y, binary):
+    """dE/da of the cross-entropy -y/a, or of the binary one -y/a + (1 - y)/(1 - a), taking
+    a term whose target weight (y, 1 - y) is 0 as 0 (as the loss does: 0 log 0 = 0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = np.where(y == 0, 0.0, -y / a)
+        if binary:
+            w = 1 - y
+            g = g + np.where(w == 0, 0.0, w / (1 - a))
+    return g
+
+
+def _first_bad(array) -> str:
+    """``NaN at (2, 5)``: the first non-finite entry of ``array``, 1-based."""
+    index = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
+    value = array[index]
+    return f"{'NaN' if np.isnan(value) else f'{value}'} at ({', '.join(str(i + 1) for i in index)})"
+
+
+def _entry(name, a, y, where) -> str:
+    """``a^2_1 = -0.5 at sample 3, target 1``: the first entry flagged by ``where``."""
+    j, k = (int(i) for i in np.argwhere(where)[0])
+    return f"{name}_{j + 1} = {a[j, k]:.6g} at sample {k + 1}, target {y[j, k]:.6g}"
 
 
 def _key(expr) -> str:

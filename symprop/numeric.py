@@ -49,6 +49,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+import mpmath
 import numpy as np
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
@@ -85,7 +86,7 @@ class NumericError(NetworkError):
 # Each primitive's stable NumPy form is in its record (symprop.functions); the compiled
 # programs add the stable form of log softmax, which only forward programs use.
 
-def _log_softmax(k, *z):
+def _log_softmax(k, z):
     return np.asarray(z[int(k) - 1], dtype=float) - F.np_logsumexp(*z)
 
 
@@ -141,9 +142,7 @@ def _bindings(bind) -> dict[str, Callable]:
 
 def _generic_namespace(exprs, bind) -> dict[str, Callable]:
     """NumPy callables for every generic function (and derivative) met in ``exprs``."""
-    found = set()
-    for expr in exprs:
-        found |= {type(a) for a in expr.atoms(F.GenericFunction)}
+    found = {type(a) for a in F.subexpressions(exprs) if isinstance(a, F.GenericFunction)}
     namespace = {}
     u = sp.Dummy("u")
     for cls in sorted(found, key=lambda c: (c.base_name, c.order)):
@@ -184,6 +183,7 @@ class _Program:
         # looking at each partial's full expression would cost more than compiling it
         chains = {f for *_, lps in backward for lp in lps for chain, _ in lp.products for f in chain}
         self.namespace = {"log_softmax": _log_softmax}
+        self.softmaxes: dict = {}  # logits tuple -> (compiled logits, {k: symbol}), see hoist
         self._know([e for _, e in forward] + list(chains))
         self.forward = [(k, *self.compile(e), k in self.probabilities) for k, e in forward]
         self.backward = [_Partials(self, l, wrt, lps) for l, wrt, lps in backward]
@@ -209,11 +209,41 @@ class _Program:
                 "order": "none",  # sorting the terms of a 785-term sum costs more than compiling it
             })
 
+    def hoist(self, expr):
+        """``expr`` (or a list) with each ``softmax_k`` of a tuple of logits replaced by a
+        symbol, whose value :meth:`values` computes for every k at once: the n partials of an
+        n-class softmax then cost n, not n squared, to compile and to run."""
+        exprs = expr if isinstance(expr, list) else [expr]
+        found = [f for f in F.subexpressions(exprs) if isinstance(f, F.softmax)]
+        if not found:
+            return expr
+        mapping = {}
+        for f in found:
+            logits = f.args[1]
+            if logits not in self.softmaxes:
+                self.softmaxes[logits] = (self.compile(list(logits.args)), {})
+            symbols = self.softmaxes[logits][1]
+            key = f.index
+            if key not in symbols:
+                symbols[key] = sp.Symbol(f"_softmax{len(self.softmaxes)}_{key}")
+            mapping[f] = symbols[key]
+        memo: dict = {}
+        hoisted = [F.replace_shared(e, mapping, memo) for e in exprs]
+        return hoisted if isinstance(expr, list) else hoisted[0]
+
     def compile(self, expr):
-        """``(args, function)``: ``expr`` (or a list) lambdified over its free symbols."""
+        """``(args, function)``: ``expr`` (or a list) lambdified over its free symbols.
+
+        The symbols become plain names in the generated code, so that a spec's names (a
+        parameter called ``maximum`` or ``where``) never meet the names of functions there.
+        """
         exprs = expr if isinstance(expr, list) else [expr]
         args = sorted(set().union(*[e.free_symbols for e in exprs]), key=self._key)
-        return tuple(args), sp.lambdify(args, expr, modules=[self.namespace, "numpy"], printer=self.printer, cse=True)
+        dummies = {s: sp.Symbol(f"_a{i}") for i, s in enumerate(args)}  # lambdify takes plain names as they are
+        code = [e.xreplace(dummies) for e in exprs] if isinstance(expr, list) else expr.xreplace(dummies)
+        function = sp.lambdify(list(dummies.values()), code, modules=[self.namespace, "numpy"], printer=self.printer,
+                               cse=True)
+        return tuple(args), function
 
     def _key(self, s):
         return (self.rank.get(s, len(self.rank)), s.name)
@@ -228,11 +258,18 @@ class _Program:
     # -- running
 
     def values(self, leaves, m):
-        """Every node's value (arrays of shape (m,)), given the leaves (parameters: floats)."""
-        values = dict(leaves)
+        """Every node's value (arrays of shape (m,)), given the leaves (parameters: numbers,
+        evaluated as NumPy floats so that an overflow is inf, never a Python exception)."""
+        values = {s: np.float64(v) if isinstance(v, float) else v for s, v in leaves.items()}
         for k, args, fn, clip in self.forward:
-            v = _column(fn(*[values[s] for s in args]), m)
+            v = _column(_call(fn, args, values, f"the value of node {k}", k), m)
             values[k] = np.clip(v, PROB_FLOOR, PROB_CEIL) if clip else v
+        for (args, fn), symbols in self.softmaxes.values():  # every hoisted softmax, at once
+            logits = _matrix(_call(fn, args, values, "the logits of a softmax"), m)
+            with np.errstate(all="ignore"):
+                e = np.exp(logits - logits.max(axis=0))
+                probabilities = e / e.sum(axis=0)
+            values.update({symbol: probabilities[k - 1] for k, symbol in symbols.items()})
         return values
 
     def backprop(self, values, m, keep_partials=False):
@@ -266,10 +303,10 @@ class _Partials:
         chains = {lp.products[0][0] for lp in lps if len(lp.products) == 1}
         self.factored = len(chains) == 1 and all(len(lp.products) == 1 for lp in lps)
         if not self.factored:
-            self.general = program.compile([lp.expr for lp in lps])
+            self.general = program.compile(program.hoist([lp.expr for lp in lps]))
             self.slots = np.array([program.slot[s] for s in wrt[self.n:]], dtype=int)
             return
-        self.common = program.compile(sp.Mul(*next(iter(chains))))
+        self.common = program.compile(program.hoist(sp.Mul(*next(iter(chains)))))
         self.factors = [_factor(program, sp.Mul(*lp.products[0][1])) for lp in lps]
         # the leaf rows by kind of factor: arrays (inputs, targets, nodes), numbers, other
         rows = list(zip(wrt[self.n:], self.factors[self.n:]))
@@ -282,15 +319,17 @@ class _Partials:
 
     def run(self, values, deltas, sums, m):
         d = deltas[self.node]
+        what = f"a local partial of node {self.node}"
         if not self.factored:
             args, fn = self.general
-            parts = _matrix(fn(*[values[s] for s in args]), m)  # one row per partial
+            parts = _matrix(_call(fn, args, values, what, self.node), m)  # one row per partial
             for s, part in zip(self.wrt[:self.n], parts[:self.n]):
                 deltas[s] += d * part
             sums[self.slots] += parts[self.n:] @ d
             return
         args, fn = self.common
-        dc = d * fn(*[values[s] for s in args])  # delta times the shared chain factor
+        with np.errstate(all="ignore"):
+            dc = d * _call(fn, args, values, what, self.node)  # delta times the shared chain factor
         for s, f in zip(self.wrt[:self.n], self.factors[:self.n]):
             deltas[s] += dc * _value(f, values)
         if self.array_rows:
@@ -303,12 +342,14 @@ class _Partials:
 
     def partials(self, values, m):
         """Every partial's value per sample, in ``wrt`` order (for path terms)."""
+        what = f"a local partial of node {self.node}"
         if not self.factored:
             args, fn = self.general
-            return list(_matrix(fn(*[values[s] for s in args]), m))
+            return list(_matrix(_call(fn, args, values, what, self.node), m))
         args, fn = self.common
-        c = fn(*[values[s] for s in args])
-        return [_column(c * _value(f, values), m) for f in self.factors]
+        c = _call(fn, args, values, what, self.node)
+        with np.errstate(all="ignore"):
+            return [_column(c * _value(f, values), m) for f in self.factors]
 
 
 def _factor(program, expr):
@@ -326,6 +367,24 @@ def _value(factor, values):
     if kind == "symbol":
         return values[factor[1]]
     return factor[2](*[values[s] for s in factor[1]])
+
+
+def _call(fn, args, values, what: str, symbol=None):
+    """``fn`` at the values of ``args``: NumPy's warnings off (a non-finite result is
+    checked and named by the caller), a Python exception or a complex value as a
+    :class:`NumericError` naming ``what``."""
+    try:
+        with np.errstate(all="ignore"):
+            v = fn(*[values[s] for s in args])
+    except (ArithmeticError, ValueError, TypeError) as err:
+        raise NumericError(f"{what} cannot be evaluated at these values: {err}", symbol) from None
+    parts = v if isinstance(v, (list, tuple)) else [v]
+    if any(np.iscomplexobj(x) for x in parts):
+        if any(np.any(np.imag(x) != 0) for x in parts):
+            raise NumericError(f"{what} is not a real number at these values (a negative number under a root "
+                               "or a non-integer power)", symbol)
+        v = [np.real(x) for x in parts] if isinstance(v, (list, tuple)) else np.real(v)
+    return v
 
 
 def _matrix(parts, m) -> np.ndarray:
@@ -405,8 +464,8 @@ def _point(net: Network, values) -> _Point:
 def _check_targets(program: _Program, values, m):
     """softmax_cross_entropy's targets must sum to 1 in every sample."""
     for k, sce, (args, fn) in program.target_sums:
-        total = _column(fn(*[values[s] for s in args]), m)
-        bad = np.flatnonzero(np.abs(total - 1) > 1e-9)
+        total = _column(_call(fn, args, values, f"the targets of node {k}", k), m)
+        bad = np.flatnonzero(~(np.abs(total - 1) <= 1e-9))
         if bad.size:
             i = int(bad[0])
             where = f" (sample {i + 1})" if m > 1 else ""
@@ -426,7 +485,15 @@ def _check_finite(net, values, what="value"):
         if bad.size:
             i = int(bad[0])
             where = f" in sample {i + 1}" if values[k].size > 1 else ""
-            raise NumericError(f"the {what} of node {k} is {values[k][i]}{where}", k)
+            raise NumericError(f"the {what} of node {k} is {_not_finite(values[k][i])}{where}", k)
+
+
+def _not_finite(x) -> str:
+    """What a non-finite number means, in words."""
+    if np.isnan(x):
+        return ("not a number (nan: an undefined operation such as 0/0, inf - inf, the log or root of a negative "
+                "number, or a negative number to a non-integer power)")
+    return f"{'-' if x < 0 else ''}infinite (an overflow, or a division by zero)"
 
 
 def _reduce(net, total, m):
@@ -481,7 +548,7 @@ def _gradient(program: _Program, point: _Point, keep_partials=False):
     grad = {s: _reduce(net, sums[s], m) for s in net.params + net.inputs}
     for s, v in grad.items():
         if not math.isfinite(v):
-            raise NumericError(f"the gradient dE/d{s} is {v}", s)
+            raise NumericError(f"the gradient d{net.loss}/d{s} is {_not_finite(v)}", s)
     loss = _reduce(net, float(values[net.loss].sum()), m)
     result = Gradient(net, loss, {k: values[k] for k in net.order}, deltas, grad, point.batched)
     return (result, partials) if keep_partials else result
@@ -518,8 +585,8 @@ class CheckRow:
 
     name: sp.Symbol
     engine: float
-    other: float
-    rel_error: float
+    other: float | None  # None: your expression has no finite value (see note)
+    rel_error: float | None
     verdict: str
     expression: sp.Expr | None = None  # the user's gradient expression (against rows)
     paths: tuple = ()
@@ -611,8 +678,13 @@ def check(net: Network, values, bind=None, against=None) -> Check:
         for a_ in args:
             if a_ not in values_:
                 raise NumericError(f"against {s}: {a_} is not a symbol of this network", a_)
-        yours = _reduce(net, float(_column(fn(*[values_[a_] for a_ in args]), point.m).sum()), point.m)
+        with np.errstate(all="ignore"):
+            yours = _reduce(net, float(_column(_call(fn, args, values_, f"your dE/d{s}", s), point.m).sum()), point.m)
         a = result.gradient[s]
+        if not math.isfinite(yours):  # wrong, whatever the engine says; no inf or nan to report
+            against_rows.append(CheckRow(s, a, None, None, "wrong", expression=expr,
+                                         note=f"your expression is {_not_finite(yours)} at these values"))
+            continue
         rel = abs(a - yours) / max(abs(a), abs(yours), AGAINST_FLOOR * max(1.0, abs(result.loss)))
         against_rows.append(CheckRow(s, a, yours, rel, _verdict(rel), expression=expr))
     if any(r.failed for r in rows + against_rows):
@@ -775,6 +847,12 @@ class Flow:
     fraction: dict
 
 
+def _rms(values) -> float:
+    """The root mean square, scaled so that squares of 1e200 do not overflow."""
+    top = float(np.max(np.abs(values)))
+    return 0.0 if top == 0 else top * float(np.sqrt(np.mean((np.asarray(values) / top) ** 2)))
+
+
 def _unit(expr, bind):
     """A unit ``f(u)`` whose derivative can vanish: ``(kind, f applied to its input)``, kind
     "squash" for a saturating activation (sigmoid, tanh), "dying" for one that is flat on
@@ -811,14 +889,14 @@ def flow(net: Network, values, bind=None) -> Flow:
     result = _gradient(program, point)
     values_ = {**point.leaves, **result.values}
     depth = _depths(net)
-    delta = {k: float(np.sqrt(np.mean(result.deltas[k] ** 2))) for k in net.order}
+    delta = {k: _rms(result.deltas[k]) for k in net.order}
     layers = []
     home = {p: min(depth[k] for k in net.consumers[p]) for p in net.params if net.consumers[p]}
     for d in sorted(set(depth.values())):
         nodes = tuple(k for k in net.order if depth[k] == d)
         params = tuple(p for p in net.params if home.get(p) == d)
-        gnorm = math.sqrt(sum(result.gradient[p] ** 2 for p in params)) if params else None
-        layers.append(Layer(d, nodes, math.sqrt(sum(delta[k] ** 2 for k in nodes)), params, gnorm))
+        gnorm = math.hypot(*[result.gradient[p] for p in params]) if params else None
+        layers.append(Layer(d, nodes, math.hypot(*[delta[k] for k in nodes]), params, gnorm))
     with_params = [l for l in layers if l.params]
     ratio = None
     if len(with_params) >= 2 and with_params[-1].gradient_norm:
@@ -832,7 +910,7 @@ def flow(net: Network, values, bind=None) -> Flow:
         if kind == "squash":
             local = local.xreplace({f: k})
         args, fn = program.extra(("unit", k), local)
-        slope = _column(fn(*[values_[s] for s in args]), point.m)
+        slope = _column(_call(fn, args, values_, f"the derivative of unit {k}", k), point.m)
         off = np.abs(slope) < SATURATION if kind == "squash" else slope == 0
         fraction[k] = float(off.mean())
         if off.all():
@@ -880,11 +958,27 @@ class Evaluator:
         return self._explicit[expr]
 
     def number(self, expr, point) -> sp.Expr:
-        """``expr`` at ``point`` (Symbol -> number) as a SymPy number."""
-        result = self._prepared(expr).xreplace(point)
-        if not result.is_Number:
-            result = result.evalf(PRECISION)
-        return result
+        """``expr`` at ``point`` (Symbol -> number) as a SymPy number: a Float, or nan where
+        it is undefined, not real, or larger than :data:`MAX_MAGNITUDE` on the way (so that
+        exp(exp(exp(exp(exp(1))))) ends at once instead of after hours of digits)."""
+        value = self.exact(expr, point)
+        return sp.nan if value is None else sp.Float(value, PRECISION)
+
+    def exact(self, expr, point):
+        """``expr`` at ``point`` as an mpmath number good to :data:`PRECISION` digits, or None
+        where it is undefined. Digits are added where intermediate values cancel: a right
+        answer written as (a + b)^500 (a - b)^500 - (a^2 - b^2)^500 + ... keeps its digits."""
+        prepared = self._prepared(expr)
+        digits = PRECISION + 10
+        while True:
+            try:
+                value, peak = _mp_value(prepared, point, digits)
+            except _Undefined:
+                return None
+            lost = 0 if peak == 0 else int(mpmath.log10(peak / max(abs(value), mpmath.mpf(10) ** -(PRECISION + 10))))
+            if lost + PRECISION + 10 <= digits or digits >= MAX_DIGITS:
+                return value
+            digits = min(MAX_DIGITS, lost + PRECISION + 20)
 
     def value(self, expr, point) -> float:
         """``expr`` at ``point`` as a float; NaN when it is not a finite real number."""
@@ -900,3 +994,100 @@ class Evaluator:
             value = self.number(self.net.nodes[k], point)
             point[k] = value if value.is_Number else sp.nan
         return point
+
+
+# An intermediate value larger than this makes an exact evaluation "undefined": no network's
+# gradient at ordinary numbers comes near it, and larger ones cost ever more digits.
+MAX_MAGNITUDE = mpmath.mpf("1e300")
+
+
+class _Undefined(ArithmeticError):
+    """An exact evaluation met an undefined, non-real or too large value."""
+
+
+_MP = {
+    sp.exp: mpmath.exp, sp.log: mpmath.log, sp.tanh: mpmath.tanh, sp.sinh: mpmath.sinh, sp.cosh: mpmath.cosh,
+    sp.sech: mpmath.sech, sp.Abs: abs, sp.sign: lambda x: mpmath.mpf(mpmath.sign(x)),
+}
+
+
+MAX_DIGITS = 700  # an exact evaluation adds digits up to this many to survive cancellation
+
+
+def _mp_value(expr, point, digits):
+    """``expr`` (elementary functions only: the explicit forms) at ``point`` with mpmath at
+    ``digits`` digits, each distinct subexpression once (a DAG, not a tree); returns the
+    value and the largest magnitude met on the way (what cancellation may have eaten)."""
+    memo: dict = {}
+    with mpmath.workdps(digits):
+        stack = [(expr, False)]
+        while stack:
+            e, ready = stack.pop()
+            if e in memo:
+                continue
+            if e in point:
+                memo[e] = _mp_number(point[e])
+            elif e.is_Number or e.is_NumberSymbol:
+                memo[e] = _mp_number(e)
+            elif not e.args:
+                raise _Undefined(f"no value for {e}")
+            elif not ready:
+                stack.append((e, True))
+                stack.extend((a, False) for a in e.args if a not in memo)
+            else:
+                memo[e] = _mp_node(e, [memo[a] for a in e.args])
+        peak = max((abs(v) for v in memo.values()), default=mpmath.mpf(0))
+        return +memo[expr], peak
+
+
+def _mp_number(x):
+    if x is sp.nan or x is sp.zoo or (hasattr(x, "is_finite") and x.is_finite is False):
+        raise _Undefined("not finite")
+    if isinstance(x, sp.Rational):
+        value = mpmath.mpf(x.p) / x.q
+    elif isinstance(x, sp.Basic):
+        if not x.is_extended_real:
+            raise _Undefined("not real")
+        value = mpmath.mpf(x.evalf(PRECISION + 10)._mpf_) if not x.is_Float else mpmath.mpf(x._mpf_)
+    else:
+        value = mpmath.mpf(x)
+    return _checked(value)
+
+
+def _checked(value):
+    if isinstance(value, mpmath.mpc):
+        if value.imag != 0:
+            raise _Undefined("not real")
+        value = value.real
+    if not mpmath.isfinite(value) or abs(value) > MAX_MAGNITUDE:
+        raise _Undefined("too large")
+    return value
+
+
+def _mp_node(e, args):
+    if e.is_Add:
+        return _checked(mpmath.fsum(args))
+    if e.is_Mul:
+        return _checked(mpmath.fprod(args))
+    if e.is_Pow:
+        base, exponent = args
+        if base == 0 and exponent < 0:
+            raise _Undefined("division by zero")
+        if base < 0 and not e.args[1].is_integer:
+            raise _Undefined("not real")
+        if base != 0 and exponent * mpmath.log(abs(base)) > 700:
+            raise _Undefined("too large")
+        return _checked(mpmath.power(base, exponent))
+    if isinstance(e, sp.Heaviside):
+        return mpmath.mpf(1) if args[0] > 0 else mpmath.mpf(0) if args[0] < 0 else args[1]
+    f = _MP.get(e.func)
+    if f is None:
+        raise _Undefined(f"no exact evaluation of {e.func}")
+    if e.func is sp.exp and args[0] > 700:
+        raise _Undefined("too large")
+    if e.func is sp.log and args[0] <= 0:
+        raise _Undefined("log of a non-positive number")
+    try:
+        return _checked(f(*args))
+    except (ValueError, ZeroDivisionError, OverflowError) as err:
+        raise _Undefined(str(err)) from None

@@ -101,8 +101,8 @@ def _text_Gradient(result) -> str:
 
 def _json_Check(result) -> dict:
     def row(r, other):
-        record = {"engine": _plain(r.engine), other: _plain(r.other),
-                  "relative_error": _plain(r.rel_error), "verdict": r.verdict}
+        record = {"engine": _plain(r.engine), other: _maybe(r.other),
+                  "relative_error": _maybe(r.rel_error), "verdict": r.verdict}
         if r.expression is not None:
             record["expression"] = spec_string(r.expression)
         if r.failed:
@@ -130,11 +130,12 @@ def _text_Check(result) -> str:
     lines = [f"gradient check of d{net.loss}/dw at {net.loss} = {_num(result.loss)}: central differences, "
              f"step {STEP:g}·max(1, |w|)"]
     header = ["param", "engine", "numeric", "rel. error", "verdict"]
-    rows = [[str(r.name), _num(r.engine), _num(r.other), f"{r.rel_error:.1e}", r.verdict] for r in result.rows]
+    rows = [[str(r.name), _num(r.engine), _num(r.other), _rel(r.rel_error), r.verdict] for r in result.rows]
     lines += ["", _table(header, rows)]
     if result.against:
         header = ["param", "engine", "yours", "rel. error", "verdict", "your expression"]
-        rows = [[str(r.name), _num(r.engine), _num(r.other), f"{r.rel_error:.1e}", r.verdict, text_of(r.expression)]
+        rows = [[str(r.name), _num(r.engine), "n/a" if r.other is None else _num(r.other), _rel(r.rel_error), r.verdict,
+                     text_of(r.expression)]
                 for r in result.against]
         lines += ["", _table(header, rows)]
     for r in result.rows + result.against:
@@ -219,6 +220,14 @@ def _num(x) -> str:
 
 def _plain(x) -> float:
     return float(x) + 0.0  # a Python float, no -0.0
+
+
+def _maybe(x) -> float | None:
+    return None if x is None else _plain(x)
+
+
+def _rel(x) -> str:
+    return "n/a" if x is None else f"{x:.1e}"
 
 
 def _table(header, rows) -> str:
@@ -413,3 +422,25 @@ def _json_CircuitFlow(flow) -> dict:
             for s in flow.fan_out
         ],
     }
+
+
+# -- grading ------------------------------------------------------------------------------
+
+def _json_GradeResult(result) -> dict:
+    def mistake(m):
+        return {"kind": m.kind, "label": m.label, "node": None if m.node is None else str(m.node)}
+
+    return {
+        "wrt": str(result.wrt),
+        "correct": result.correct,
+        "checked": result.how,
+        "points": result.points,
+        "answer": spec_string(result.answer),
+        "expected": spec_string(result.expected),
+        "mistake": None if result.mistake is None else mistake(result.mistake),
+        "matches": [mistake(m) for m in result.matches],
+    }
+
+
+def _text_GradeResult(result) -> str:
+    return result.message()

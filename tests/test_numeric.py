@@ -332,9 +332,9 @@ def test_numpy_functions_at_1000():
     x = np.array([-1000.0, -1.0, 0.0, 1.0, 1000.0])
     assert f["sigmoid"](x).tolist() == [0.0, 1 / (1 + math.e), 0.5, 1 / (1 + math.exp(-1)), 1.0]
     assert np.allclose(f["softplus"](x), [0.0, math.log1p(math.exp(-1)), math.log(2), 1 + math.log1p(math.exp(-1)), 1000.0], rtol=1e-15)
-    assert f["softmax"](1, 1000.0, 0.0, -1000.0) == 1.0 and f["softmax"](3, 1000.0, 0.0, -1000.0) == 0.0
+    assert f["softmax"](1, (1000.0, 0.0, -1000.0)) == 1.0 and f["softmax"](3, (1000.0, 0.0, -1000.0)) == 0.0
     assert f["softmax_cross_entropy"](2, 1000.0, -1000.0, 0.0, 1.0) == 2000.0
-    assert f["log_softmax"](2, 1000.0, -1000.0) == -2000.0
+    assert f["log_softmax"](2, (1000.0, -1000.0)) == -2000.0
     assert f["step"](x).tolist() == [0, 0, 0, 1, 1] and f["relu"](x).tolist() == [0, 0, 0, 1, 1000]
     assert f["leaky_relu"](x, 0.1).tolist() == [-100, -0.1, 0, 1, 1000]
     # the tie rule of functions.py: max(a, b) is a when a >= b
