@@ -32,13 +32,17 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import io
 import keyword
 import math
 import re
+import sys
+import tokenize
 import tomllib
+import unicodedata
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -52,7 +56,7 @@ from .layered import mlp
 
 __all__ = [
     "SpecError", "Spec", "Layers", "Family", "load", "from_text", "parse_expression", "load_spec", "spec_from_text",
-    "FUNCTIONS", "read_text", "parse_toml", "read_values", "value_rule",
+    "FUNCTIONS", "read_text", "parse_toml", "read_values", "read_values_file", "value_rule",
 ]
 
 MAX_LENGTH = 100_000  # characters in one expression
@@ -60,6 +64,7 @@ MAX_DEPTH = 200  # nesting levels of the syntax tree
 MAX_DIGITS = 30  # digits in a number literal
 MAX_EXPONENT = 1000  # |n| in x**n when n is a number
 MAX_BITS = 20_000  # bits in a number computed from literals (2**1000 has 1001)
+MAX_TOWER = 10  # levels of a power tower a**b**c...
 
 
 class SpecError(ValueError):
@@ -122,26 +127,86 @@ def parse_expression(
     if len(text) > MAX_LENGTH:
         raise SpecError(None, where, f"the expression has {len(text)} characters, more than {MAX_LENGTH}")
     text = text.strip()
-    try:
-        with warnings.catch_warnings():  # e.g. "invalid escape sequence": the text is rejected anyway
-            warnings.simplefilter("ignore")
-            tree = ast.parse(text, mode="eval")
-    except SyntaxError as err:
-        place = f" (line {err.lineno}, column {err.offset})" if "\n" in text else f" (column {err.offset})"
-        raise SpecError(None, where, f"syntax error: {err.msg}{place if err.offset else ''}") from None
-    except (RecursionError, MemoryError):
-        raise SpecError(None, where, "the expression is too long or too deeply nested to parse") from None
-    except ValueError as err:  # e.g. a null byte
-        raise SpecError(None, where, f"cannot parse: {err}") from None
+    folded = _folded(text)
+    if folded:
+        raise SpecError(None, where, folded)
     table = dict(FUNCTIONS)
     table.update({name: f if isinstance(f, fn.Primitive) else fn.record_of(f) for name, f in (functions or {}).items()})
-    try:
-        expr = _Parser(text, symbols, table, where).expr(tree.body, 1)
-    except RecursionError:
-        raise SpecError(None, where, "the expression is too deeply nested") from None
+    chunks = _terms(text) if len(text) > MAX_CHUNK else [text]
+    parts = []
+    for chunk in chunks:
+        try:
+            with warnings.catch_warnings():  # e.g. "invalid escape sequence": the text is rejected anyway
+                warnings.simplefilter("ignore")
+                tree = ast.parse(chunk, mode="eval")
+        except SyntaxError as err:
+            place = f" (line {err.lineno}, column {err.offset})" if "\n" in chunk else f" (column {err.offset})"
+            if len(chunks) > 1:
+                place = f" in the term {chunk.strip()[:40]!r}"
+            raise SpecError(None, where, f"syntax error: {err.msg}{place if err.offset else ''}") from None
+        except (RecursionError, MemoryError):
+            raise SpecError(None, where, "the expression is too deeply nested to parse") from None
+        except ValueError as err:  # e.g. a null byte
+            raise SpecError(None, where, f"cannot parse: {err}") from None
+        try:
+            parts.append(_Parser(chunk, symbols, table, where).expr(tree.body, 1))
+        except RecursionError:
+            raise SpecError(None, where, "the expression is too deeply nested") from None
+    expr = parts[0] if len(parts) == 1 else sp.Add(*parts)
     if expr.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
         raise SpecError(None, where, f"the expression is undefined or infinite: {expr}")
+    if expr.has(sp.I):
+        raise SpecError(None, where, f"the expression is not real: {expr} (symprop works with real numbers)")
+    for number in expr.atoms(sp.Rational):
+        if abs(number) > _FLOAT_MAX:
+            raise SpecError(None, where, f"the number {str(number)[:20]}... is larger than any float (1.8e308)")
     return expr
+
+
+_FLOAT_MAX = sp.Rational(sys.float_info.max)
+# A longer expression is split into its top-level terms, parsed a few hundred at a time:
+# Python's parser gives up on sums of a few thousand terms (they nest to the left).
+MAX_CHUNK = 2000
+_TERMS_PER_CHUNK = 200
+
+
+def _folded(text: str) -> str | None:
+    """Why ``text`` is refused if it holds a character that Python's parser would read as
+    another (NFKC: a fullwidth x is x), merging names that look different; else None."""
+    if text.isascii() or unicodedata.normalize("NFKC", text) == text:
+        return None
+    for ch in text:
+        if unicodedata.normalize("NFKC", ch) != ch:
+            return (f"{ch!r} (U+{ord(ch):04X}) would be read as {unicodedata.normalize('NFKC', ch)!r}; "
+                    "write that instead")
+    return "the text changes under Unicode normalisation (NFKC); write it in plain characters"
+
+
+def _terms(text: str) -> list[str]:
+    """``text`` cut at its top-level binary + and - into chunks of a few hundred terms (each
+    chunk keeps its sign), or ``[text]`` when it has no such cuts or cannot be tokenized."""
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    except (tokenize.TokenError, SyntaxError, IndentationError):
+        return [text]
+    lines = text.split("\n")
+    starts = [0]
+    for line in lines[:-1]:
+        starts.append(starts[-1] + len(line) + 1)
+    cuts, depth, previous = [], 0, None
+    for tok in tokens:
+        if tok.type == tokenize.OP and tok.string in "([{":
+            depth += 1
+        elif tok.type == tokenize.OP and tok.string in ")]}":
+            depth -= 1
+        elif (tok.type == tokenize.OP and tok.string in "+-" and depth == 0 and previous is not None
+              and (previous.type in (tokenize.NAME, tokenize.NUMBER) or previous.string in ")]")):
+            cuts.append(starts[tok.start[0] - 1] + tok.start[1])
+        if tok.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.ENDMARKER):
+            previous = tok
+    cuts = cuts[_TERMS_PER_CHUNK - 1::_TERMS_PER_CHUNK]
+    bounds = [0] + cuts + [len(text)]
+    return [text[a:b] for a, b in zip(bounds, bounds[1:])]
 
 
 class _Parser:
@@ -215,6 +280,12 @@ class _Parser:
 
     def power(self, node, depth):
         # the exponent is checked before any Pow is built, so 9**9**9 is refused, not computed
+        tower, inner = 1, node.right
+        while isinstance(inner, ast.BinOp) and isinstance(inner.op, ast.Pow):
+            tower, inner = tower + 1, inner.right
+        if tower + 1 > MAX_TOWER:
+            self.fail(f"a power tower {tower + 1} levels high (a**b**c...); the limit is {MAX_TOWER}: its derivative "
+                      "grows as the cube of the height")
         exponent = self.expr(node.right, depth + 1)
         if exponent.is_Rational and abs(exponent) > MAX_EXPONENT:
             self.fail(f"exponent {self.source(node.right)} is too large (the limit is {MAX_EXPONENT})")
@@ -377,6 +448,8 @@ def parse_toml(text: str, file: str = "<string>") -> dict:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise SpecError(file, "TOML", str(err)) from None
+    except RecursionError:
+        raise SpecError(file, "TOML", "arrays or tables nested too deeply") from None
 
 
 def spec_from_text(text: str, file: str = "<string>") -> Spec:
@@ -429,6 +502,7 @@ def _network_spec(raw: dict, file: str) -> Spec:
         if g in FUNCTIONS or g in table:
             problem = "a built-in function" if g in FUNCTIONS else "declared twice"
             fail("[network] functions", f"{g} is {problem}")
+        _check_function_name(fail, "[network] functions", g)
         generics[g] = fn.generic(g)
         table[g] = fn.record_of(generics[g])
         table[g + "_prime"] = fn.record_of(fn.generic(g, 1))
@@ -471,6 +545,7 @@ def _network_spec(raw: dict, file: str) -> Spec:
         key = symbols[name] if name in symbols else table[name].cls
         if name not in symbols and table[name].kind != "defined":
             fail(f"[display] {name}", "only symbols and defined functions have display names")
+        _check_display(fail, name, latex, function=name not in symbols)
         display[key] = latex
 
     bind = {}
@@ -490,6 +565,19 @@ def _network_spec(raw: dict, file: str) -> Spec:
     except NetworkError as err:
         fail(_network_key(err.symbol, node_texts, loss, groups), str(err))
     return Spec(file, network, symbols, table, values, bind, display, raw)
+
+
+def _check_display(fail: Callable, name: str, latex: str, function: bool) -> None:
+    """Refuse a ``[display]`` name that pdflatex would stop at (``x^2'``, ``\\hat`` with
+    nothing after it, ``x_\\hat{y}``, ``{x``), one line naming its key; ``function``: the
+    name of a defined function, which its derivative prints with a prime after. What
+    LaTeX accepts is :func:`symprop.printing.check_display_name`'s to say; a name with
+    characters plain math does not use (``&``, ``\\input``) prints literally and passes."""
+    from .printing import check_display_name
+
+    problem = check_display_name(latex, function=function)
+    if problem is not None:
+        fail(f"[display] {name}", f'"{latex}": {problem}')
 
 
 def bound_activation(name, table: Mapping[str, fn.Primitive], fail: Callable) -> fn.Primitive:
@@ -516,9 +604,11 @@ def defined_functions(table, file: str) -> dict[str, fn.Primitive]:
     for name, text in table.items():
         key = f"[functions] {name}"
         _check_name(fail, key, name)
-        if name in FUNCTIONS or name == "u" or name.endswith("_prime"):
-            fail(key, f"{name} is a built-in function and cannot be redefined" if name in FUNCTIONS
-                 else f"{name!r} cannot name a function (u is the variable; _prime marks derivatives)")
+        if name in FUNCTIONS:
+            fail(key, f"{name} is a built-in function and cannot be redefined")
+        if name == "u":
+            fail(key, "'u' cannot name a function (it is the variable of the formulas)")
+        _check_function_name(fail, key, name)
         if not isinstance(text, str):
             fail(key, 'must be a formula in u, written as a string: swish = "u*sigmoid(u)"')
         calls[name] = _called_names(text) & set(table)
@@ -568,9 +658,27 @@ def _dependency_order(calls: dict[str, set[str]], fail) -> list[str]:
     return order
 
 
+def _check_function_name(fail, key, name):
+    """A function a spec declares or defines must not end in _prime (g_prime is g's
+    derivative) nor take the name symprop's own functions go by in compiled code."""
+    if name.endswith("_prime"):
+        fail(key, f"{name!r} cannot name a function: names ending in _prime are the derivatives "
+                  f"({name} would be {name[:-6]}'s)")
+    if name in _RESERVED:
+        fail(key, f"{name!r} is the internal name of a built-in function; choose another name")
+
+
+# The class names of the built-ins (maximum for max, Abs for abs) and the compiled programs'
+# own functions: a spec's function of one of these names would be taken for it.
+_RESERVED = frozenset({p.cls.__name__ for p in fn.BUILTINS.values() if p.cls is not None} | {"log_softmax"})
+
+
 def _check_name(fail, key, name):
-    if not name.isidentifier():
+    if not isinstance(name, str) or not name.isidentifier():
         fail(key, f"{name!r} is not a valid name (letters, digits and _, not starting with a digit)")
+    folded = _folded(name)
+    if folded:
+        fail(key, f"{name!r}: {folded}")
     if keyword.iskeyword(name):
         fail(key, f"{name!r} is a Python keyword")
     if name.startswith("__"):
@@ -605,6 +713,27 @@ def read_values(table: Mapping, file: str, value_of: Callable, prefix: str = "[v
     return values
 
 
+def read_values_file(path, value_of: Callable) -> dict:
+    """The numbers of a ``--values`` file (a ``[values]`` table, or top-level keys), read as
+    :func:`read_values` reads them; every problem names this file.
+
+    >>> import tempfile, os
+    >>> with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
+    ...     _ = f.write("w = 0.5\\n")
+    >>> read_values_file(f.name, lambda name, key, batch: name)
+    {'w': 0.5}
+    >>> os.unlink(f.name)
+    """
+    path = str(path)
+    raw = parse_toml(read_text(path), path)
+    table, prefix = raw, ""
+    if "values" in raw:
+        if len(raw) > 1 or not isinstance(raw["values"], dict):
+            raise SpecError(path, "[values]", "give the values either in a [values] table or as top-level keys, not both")
+        table, prefix = raw["values"], "[values] "
+    return read_values(table, path, value_of, prefix)
+
+
 def _number(fail, key, value):
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         try:
@@ -614,7 +743,8 @@ def _number(fail, key, value):
         if math.isfinite(number):
             return number
         fail(key, f"{value!r} is not a finite number")
-    fail(key, f"must be a number or a list of numbers, not {value!r}")
+    shown = repr(value)
+    fail(key, f"must be a number or a list of numbers, not {shown if len(shown) <= 40 else shown[:40] + '...'}")
 
 
 def _network_key(symbol, node_texts, loss, groups):
@@ -667,6 +797,11 @@ class Layers:
     def activation(self, name):
         """The activation called ``name`` here (a built-in or a defined one)."""
         return fn.activation(name, self.functions)
+
+    def with_values_file(self, path) -> Layers:
+        """These layers with the numbers of a ``--values`` file over their own."""
+        values = read_values_file(path, _layers_value_of(str(path), self.sizes))
+        return replace(self, values={**self.values, **values})
 
     def scalar_spec(self) -> Spec:
         """The scalar form (:func:`symprop.layered.mlp`, layer form): one symbol per weight,
@@ -721,16 +856,20 @@ def _read_layers(raw, file) -> Layers:
         if type(value) is not int or value < low:
             fail(f"[layers] {key}", f"must be an integer of at least {low}")
         numbers[key] = value
-    def value_of(name, key, batch):
-        if not _layers_name(name, sizes):
-            fail(key, f"unknown symbol {name!r} (a [layers] network has x_i, t_j, w_l_j_i and b_l_j)")
-        if batch and name[0] in "wb":
-            fail(key, "a parameter takes one value, not a batch")
-        return name
-
-    values = read_values(raw.get("values", {}), file, value_of)
+    values = read_values(raw.get("values", {}), file, _layers_value_of(file, sizes))
     return Layers(file, tuple(sizes), hidden, output, loss, reduction, numbers["seed"], numbers["batch"], values,
                   functions, raw)
+
+
+def _layers_value_of(file, sizes):
+    """What a [values] entry of a layered network names (mlp's names), or a SpecError."""
+    def value_of(name, key, batch):
+        if not _layers_name(name, sizes):
+            raise SpecError(file, key, f"unknown symbol {name!r} (a [layers] network has x_i, t_j, w_l_j_i and b_l_j)")
+        if batch and name[0] in "wb":
+            raise SpecError(file, key, "a parameter takes one value, not a batch")
+        return name
+    return value_of
 
 
 def _layers_name(name, sizes) -> bool:

@@ -198,7 +198,7 @@ E = "{node}"
     ('sigmoid = "u"', "sigmoid(w*x)", "[functions] sigmoid", "built-in function and cannot be redefined"),
     ('f = 3', "f(w*x)", "[functions] f", "must be a formula in u"),
     ('f = "u.__class__"', "f(w*x)", "[functions] f", "attribute access is not allowed"),
-    ('f_prime = "u"', "w*x", "[functions] f_prime", "_prime marks derivatives"),
+    ('f_prime = "u"', "w*x", "[functions] f_prime", "names ending in _prime are the derivatives"),
 ])
 def test_a_bad_functions_table_is_one_line_naming_the_key(functions, node, key, problem):
     with pytest.raises(SpecError) as err:
@@ -235,3 +235,36 @@ def test_bind_a_generic_function_to_a_defined_one(capsys, tmp_path):
     status, _, err = run(["grad", spec, "--bind", "g=nosuch"], capsys)
     assert status == 2 and "unknown activation 'nosuch'" in err and "swish" in err
     assert np.isfinite(s)
+
+
+GREEK = """
+[network]
+inputs = ["x"]
+targets = ["t"]
+params = ["w"]
+functions = ["φ"]
+loss = "E"
+[functions]
+"ψ" = "u*sigmoid(u)"
+[nodes]
+h = "ψ(w*x)"
+y = "φ(h)"
+E = "(y - t)**2/2"
+[values]
+x = 1.0
+t = 1.0
+w = 0.5
+"""
+
+
+@needs_tex
+def test_greek_function_names_print_as_greek_letters(tmp_path, capsys):
+    spec = tmp_path / "greek.toml"
+    spec.write_text(GREEK, encoding="utf-8")
+    tex = tmp_path / "greek.tex"
+    status, _, err = run(["solve", spec, "--bind", "φ=tanh", "-o", tex, "--pdf"], capsys)
+    assert status == 0 and "warning" not in err, err
+    text = tex.read_text()
+    assert r"\psi'(u) &=" in text and r"\varphi'\left(h\right)" in text
+    assert r"the activation's derivative $\varphi'$ at the node's input" in text
+    assert not any(ord(c) > 127 for c in text)
