@@ -17,13 +17,13 @@ import argparse
 import json
 import os
 import sys
+import threading
 import warnings
 
 from . import __version__, numeric, report
 from .derive import METHODS, derive
 from .graph import NetworkError
 from .output import LatexError, compile_pdf, write_atomic
-from .printing import spec_string
 from .spec import Family, Layers, Spec, SpecError, load, parse_expression
 
 __all__ = ["main"]
@@ -61,7 +61,7 @@ def _add_derive(commands):
     p.add_argument("--wrt", action="append", metavar="NAME", help="a parameter or input (repeatable); default: every parameter")
     p.add_argument("--method", choices=METHODS, default="top-down")
     p.add_argument("--format", choices=("text", "json"), default="text")
-    p.add_argument("--max-paths", type=int, default=1000, help="refuse path forms past this many paths")
+    p.add_argument("--max-paths", type=_int_in(1, 1_000_000), default=1000, help="refuse path forms past this many paths")
     p.add_argument("--form", choices=("matrix", "scalar"),
                    help="for a [layers] spec: the matrix form (the default) or the scalar network of every weight")
     p.set_defaults(run=_run_derive)
@@ -74,12 +74,35 @@ def _run_derive(args, out):
         return _run_derive_matrix(args, layers, out)
     spec = layers.scalar_spec() if layers else loaded
     wrt = _wrt_list(spec, args.wrt)
+    _bound_steps(args, spec, wrt)
     derived = derive(spec.network, wrt, method=args.method, max_paths=args.max_paths)
+    # written as each is derived: the first appears at once, even for many weights
     if args.format == "text":
-        out.write("\n\n".join(str(d) for d in derived.values()) + "\n")
-    else:
-        json.dump({"derivations": [report.json(d) for d in derived.values()]}, out, indent=2)
-        out.write("\n")
+        for i, d in enumerate(derived.values()):
+            out.write(("\n" if i else "") + str(d) + "\n")
+    else:  # as json.dump(..., indent=2) writes it, one derivation at a time
+        out.write('{\n  "derivations": [')
+        for i, d in enumerate(derived.values()):
+            item = json.dumps(report.json(d), indent=2, allow_nan=False).replace("\n", "\n    ")
+            out.write(("," if i else "") + "\n    " + item)
+        out.write("\n  ]\n}\n" if derived else "]\n}\n")
+
+
+MAX_STEPS = 50_000  # derivation steps printed by one derive, solve or exam, in all
+
+
+def _bound_steps(args, spec, wrt):
+    """Refuse, with the way out, a request whose derivations would print more than
+    MAX_STEPS steps (every weight of a deep or wide network)."""
+    from .derive import step_estimate
+
+    params = wrt if wrt is not None else list(spec.network.params)
+    n = step_estimate(spec.network, params, MAX_STEPS)
+    if n > MAX_STEPS:
+        ways = "name the weights with --wrt" + (", or use the matrix form (symprop derive on the [layers] spec)"
+                                                 if spec.layers is not None else "")
+        raise UsageError(f"{args.spec}: the derivations of {len(params):,} weights would print more than "
+                         f"{MAX_STEPS:,} steps; {ways}")
 
 
 def _run_derive_matrix(args, layers, out):
@@ -91,8 +114,7 @@ def _run_derive_matrix(args, layers, out):
     if args.format == "text":
         out.write(report.text(d) + "\n")
     else:
-        json.dump(report.json(d), out, indent=2, ensure_ascii=False)
-        out.write("\n")
+        out.write(_json(report.json(d), ensure_ascii=False))
 
 
 def _derive_matrix(layers):
@@ -116,6 +138,7 @@ def _add_solve(commands):
     _add_document_options(p)
     p.add_argument("--method", choices=METHODS, help="default: top-down")
     p.add_argument("--fragment", action="store_true", help="no preamble: a fragment to \\input into your own document")
+    p.add_argument("--bind", action="append", metavar="G=NAME", help="bind a generic function to an activation for the numbers, e.g. g=tanh (repeatable)")
     p.set_defaults(run=_run_solve)
 
 
@@ -127,10 +150,13 @@ def _run_solve(args, out):
     _check_output(args)
     spec = _load(args.spec, Spec, Layers)
     if isinstance(spec, Layers):
+        if args.bind:
+            raise UsageError(f"--bind: {args.spec} is a [layers] spec, which has no generic functions")
         return _run_solve_matrix(args, spec, out)
+    _bound_steps(args, spec, _wrt_list(spec, args.wrt))
     tex = render_solution(
         spec.network, _wrt_list(spec, args.wrt), method=args.method or "top-down", values=spec.values,
-        bind=spec.bind, title=args.title, standalone=not args.fragment,
+        bind=_bindings(spec, args.bind), title=args.title, standalone=not args.fragment,
     )
     return _emit(args, tex, out)
 
@@ -152,8 +178,10 @@ def _add_exam(commands):
     p.add_argument("--answers", action="store_true", help="print the answer sheet (\\printanswers); default: the question sheet")
     family = p.add_argument_group(
         "question families", "when SPEC has a [family] table: -o names a directory; the family sets the weight and the method")
-    family.add_argument("--variants", type=int, default=1, metavar="N", help="how many variants to write (default 1)")
-    family.add_argument("--seed", type=int, default=0, metavar="S", help="the seed: the same seed gives the same files (default 0)")
+    family.add_argument("--variants", type=_int_in(1, MAX_VARIANTS), default=1, metavar="N",
+                        help=f"how many variants to write (default 1, at most {MAX_VARIANTS:,})")
+    family.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0, metavar="S",
+                        help="the seed: the same seed gives the same files (default 0)")
     family.add_argument("--combined", action="store_true", help="one document with every variant instead of one per variant")
     family.add_argument("--moodle", metavar="FILE.xml", help="also write the variants as a Moodle XML quiz")
     p.set_defaults(run=_run_exam)
@@ -171,6 +199,7 @@ def _run_exam(args, out):
         raise UsageError(f"{args.spec}: an exam question needs a [nodes] network or a [family]; "
                          "for a [layers] spec, `symprop solve` writes the matrix-form solution")
     _check_output(args)
+    _bound_steps(args, spec, _wrt_list(spec, args.wrt))
     tex = render_exam(
         spec.network, _wrt_list(spec, args.wrt), method=args.method, values=spec.values,
         bind=spec.bind, title=args.title, answers=args.answers,
@@ -183,7 +212,7 @@ def _run_exam_family(args, family):
     from dataclasses import replace
 
     from .exam import ExamError
-    from .output import write_exam
+    from .output import OutputError, write_exam
 
     if args.wrt:
         raise UsageError(f"{args.spec}: --wrt: a family chooses the weight; set [family] wrt")
@@ -194,12 +223,23 @@ def _run_exam_family(args, family):
     if args.title is not None:
         family = replace(family, title=args.title)
     directory = args.output or f"{family.name}-exam"
+    if what := _input_file(args, directory):
+        raise UsageError(f"-o {directory}: this is {what}; -o names the directory of the exam's files")
+    if args.moodle is not None and (what := _input_file(args, args.moodle)):
+        raise UsageError(f"--moodle {args.moodle}: this is {what}; choose another file")
+
+    def check(path):  # every file, before any is written
+        if what := _input_file(args, path):
+            raise UsageError(f"-o {directory}: the exam would overwrite {what}, {path}; choose another directory")
+
     try:
         written = write_exam(
             family, args.variants, args.seed, directory, combined=args.combined, answers=args.answers,
-            pdf=args.pdf, moodle=args.moodle,
+            pdf=args.pdf, moodle=args.moodle, check=check,
         )
     except ExamError as err:
+        raise UsageError(str(err)) from None
+    except OutputError as err:
         raise UsageError(str(err)) from None
     except OSError as err:
         raise UsageError(f"cannot write to {err.filename or directory}: {err.strerror or err}") from None
@@ -211,18 +251,57 @@ def _run_exam_family(args, family):
     return 0
 
 
+def _input_file(args, path):
+    """What ``path`` is when it names an input of the command (the spec, a --values file;
+    through symlinks and hard links too), so that writing it would destroy the input; else
+    None."""
+    for name, what in ((getattr(args, "spec", None), "the input spec"), (getattr(args, "values", None), "the --values file")):
+        if name is None:
+            continue
+        try:
+            same = os.path.samefile(path, name)
+        except OSError:  # one of them does not exist (yet)
+            same = os.path.realpath(path) == os.path.realpath(name)
+        if same:
+            return what
+    return None
+
+
 def _check_output(args):
+    """Refuse, before any work, an -o that must not or cannot be written: an input file,
+    anything but a regular file (a symlink counts as the file it names), a file in a
+    missing or read-only directory; with --pdf, the same for the PDF next to it."""
+    from .output import OutputError, pdf_path, writable_target
+
     if args.pdf and args.output is None:
         raise UsageError("--pdf needs -o FILE.tex (the PDF is written next to it)")
+    if args.output is None:
+        return
+    if what := _input_file(args, args.output):
+        raise UsageError(f"-o {args.output}: this is {what}; choose another file")
+    try:
+        writable_target(args.output)
+        if args.pdf:
+            pdf = pdf_path(args.output)
+            if what := _input_file(args, pdf):
+                raise UsageError(f"-o {args.output}: the PDF {pdf} would overwrite {what}; choose another file")
+            writable_target(pdf, directory=False)
+    except OutputError as err:
+        raise UsageError(str(err)) from None
 
 
 def _emit(args, tex, out):
     """Print the text, or write it atomically and optionally compile it (LaTeX, --pdf)."""
+    from .output import OutputError
+
     if args.output is None:
         out.write(tex)
         return 0
+    _check_output(args)  # again, just before writing: some verbs come here directly
     try:
         write_atomic(args.output, tex)
+    except OutputError as err:
+        raise UsageError(str(err)) from None
     except OSError as err:
         raise UsageError(f"cannot write {args.output}: {err.strerror or err}") from None
     if args.pdf:
@@ -271,14 +350,7 @@ def _numeric_setup(args):
 
 
 def _values_file(spec, path):
-    from .spec import parse_toml, read_text, read_values
-
-    raw = parse_toml(read_text(path), path)
-    table, prefix = raw, ""
-    if "values" in raw:
-        if len(raw) > 1 or not isinstance(raw["values"], dict):
-            raise SpecError(path, "[values]", "give the values either in a [values] table or as top-level keys, not both")
-        table, prefix = raw["values"], "[values] "
+    from .spec import read_values_file
 
     def value_of(name, key, batch):
         if name not in spec.symbols:
@@ -287,7 +359,7 @@ def _values_file(spec, path):
             raise SpecError(path, key, f"{name} is a node; values are for inputs, targets and parameters")
         return spec.symbols[name]
 
-    return read_values(table, path, value_of, prefix)
+    return read_values_file(path, value_of)
 
 
 def _bindings(spec, items):
@@ -312,8 +384,16 @@ def _emit_report(out, fmt, result):
     if fmt == "text":
         out.write(report.text(result) + "\n")
     else:
-        json.dump(report.json(result), out, indent=2)
-        out.write("\n")
+        out.write(_json(report.json(result)))
+
+
+def _json(record, **options) -> str:
+    """``record`` as JSON text, whole or not at all: a number that is not finite (no
+    Infinity or NaN, which strict parsers refuse) is a one-line error, nothing printed."""
+    try:
+        return json.dumps(record, indent=2, allow_nan=False, **options) + "\n"
+    except ValueError:
+        raise UsageError("the result holds a number that is not finite (an overflow); nothing is printed") from None
 
 
 def _add_grad(commands):
@@ -349,8 +429,7 @@ def _run_grad_gates(args, spec, values, bind, out):
         record = report.json(result)
         circuit = report.json(flow)
         record.update({"gates": circuit["gates"], "fan_out": circuit["fan_out"]})
-        json.dump(record, out, indent=2)
-        out.write("\n")
+        out.write(_json(record))
 
 
 def _run_grad_matrix(args, layers, out):
@@ -358,9 +437,10 @@ def _run_grad_matrix(args, layers, out):
 
     if args.gates:
         raise UsageError(f"{args.spec}: --gates needs a spec with [nodes]; a [layers] spec has the matrix form")
-    if args.values or args.bind:
-        raise UsageError(f"{args.spec}: a [layers] spec takes its numbers from its [values] or [layers] seed and batch, "
-                         "not --values or --bind")
+    if args.bind:
+        raise UsageError(f"{args.spec}: --bind: a [layers] spec has no generic functions to bind")
+    if args.values:
+        layers = layers.with_values_file(args.values)
     try:
         d, values = from_layers(layers)
     except ValueError as err:
@@ -396,10 +476,12 @@ def _add_step(commands):
     p = commands.add_parser("step", help="take gradient-descent steps w <- w - lr dE/dw")
     _add_numeric_options(p)
     p.add_argument("--lr", type=float, required=True, metavar="ETA", help="the learning rate")
-    p.add_argument("--steps", type=int, default=1, metavar="N", help="how many steps (default 1)")
+    p.add_argument("--steps", type=_int_in(1, MAX_DESCENT_STEPS), default=1, metavar="N",
+                   help=f"how many steps (default 1, at most {MAX_DESCENT_STEPS:,})")
     p.add_argument("--only", action="append", metavar="GLOB", help="update only the parameters matching GLOB, e.g. 'w_*' (repeatable)")
-    p.add_argument("--batch-size", type=int, metavar="B", help="minibatch SGD with B samples a step (default: the whole batch)")
-    p.add_argument("--seed", type=int, default=0, help="the seed of the minibatch shuffling (default 0)")
+    p.add_argument("--batch-size", type=_int_in(1, 10**9), metavar="B",
+                   help="minibatch SGD with B samples a step (default: the whole batch)")
+    p.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0, help="the seed of the minibatch shuffling (default 0)")
     p.set_defaults(run=_run_step)
 
 
@@ -486,7 +568,7 @@ def _run_circuit(args, out):
         text = render_circuit(flow, exam=args.exam, answers=args.answers, standalone=not args.fragment,
                               title=args.title, figure=args.figure)
     elif args.format == "json":
-        text = json.dumps(report.json(flow), indent=2) + "\n"
+        text = _json(report.json(flow))
     else:
         text = report.text(flow) + "\n"
     return _emit(args, text, out)
@@ -540,20 +622,7 @@ def _run_grade(args, out):
     if args.format == "text":
         out.write(result.message() + "\n")
     else:
-        def mistake(m):
-            return {"kind": m.kind, "label": m.label, "node": None if m.node is None else str(m.node)}
-
-        json.dump({
-            "wrt": str(result.wrt),
-            "correct": result.correct,
-            "checked": result.how,
-            "points": result.points,
-            "answer": spec_string(result.answer),
-            "expected": spec_string(result.expected),
-            "mistake": None if result.mistake is None else mistake(result.mistake),
-            "matches": [mistake(m) for m in result.matches],
-        }, out, indent=2)
-        out.write("\n")
+        out.write(_json(report.json(result)))
     return 0 if result.correct else 1
 
 
@@ -562,12 +631,37 @@ def _run_grade(args, out):
 VERBS = [_add_derive, _add_solve, _add_exam, _add_grade, _add_grad, _add_check, _add_step, _add_flow, _add_circuit]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (and exit status 2), as every other error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _int_in(low: int, high: int):
+    """An argparse type: an integer from ``low`` to ``high``, or a one-line error saying so."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high:,}")
+        return value
+    return parse
+
+
+MAX_DESCENT_STEPS = 100_000  # --steps of one step run
+MAX_VARIANTS = 5_000  # --variants of one exam run
+MAX_SEED = 2**63 - 1
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="symprop", description="Derive backpropagation symbolically, the way the course texts do it by hand."
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
-    commands = parser.add_subparsers(dest="verb", metavar="VERB")
+    commands = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     for add in VERBS:
         add(commands)
     return parser
@@ -576,13 +670,58 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 a failed check, 2 bad input)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, or a usage error already printed as one line
+        return done.code if isinstance(done.code, int) else 2
     if args.version:
         print(f"symprop {__version__}")
         return 0
     if not args.verb:
         parser.print_help()
         return 2
+    return _deep(lambda: _run(args))
+
+
+# Deep networks and deeply nested expressions recurse deeply in SymPy (printing, rewriting):
+# the verbs run in a thread with a large stack and a high recursion limit.
+STACK_BYTES = 512 * 2**20
+RECURSION_LIMIT = 60_000
+
+
+def _deep(work):
+    """``work()`` in a thread with a deep stack; Ctrl-C is "interrupted", exit status 130."""
+    outcome = {}
+
+    def target():
+        try:
+            outcome["status"] = work()
+        except BaseException as err:  # handed to the main thread
+            outcome["error"] = err
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, RECURSION_LIMIT))
+    size = threading.stack_size(STACK_BYTES)
+    try:
+        thread = threading.Thread(target=target, name="symprop", daemon=True)
+        thread.start()
+    finally:
+        threading.stack_size(size)
+    try:
+        while thread.is_alive():
+            thread.join(0.2)
+    except KeyboardInterrupt:
+        print("symprop: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        sys.setrecursionlimit(limit)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["status"]
+
+
+def _run(args) -> int:
+    """One verb, every failure as one line on stderr with its exit status."""
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = _warn_line
@@ -602,7 +741,19 @@ def main(argv=None) -> int:
         except KeyboardInterrupt:
             print("symprop: interrupted", file=sys.stderr)
             return 130
+        except (RecursionError, MemoryError) as err:
+            kind = "too deeply nested" if isinstance(err, RecursionError) else "too large for memory"
+            print(f"symprop: {getattr(args, 'spec', 'EXPR')}: the network or an expression is {kind} "
+                  "to work with here", file=sys.stderr)
+            return 2
+        except Exception as err:  # a bug of ours: one line all the same, and a status that says so
+            print(f"symprop: internal error ({type(err).__name__}: {err}); please report it with the input",
+                  file=sys.stderr)
+            return INTERNAL_ERROR
     return status or 0
+
+
+INTERNAL_ERROR = 70  # EX_SOFTWARE
 
 
 def _warn_line(message, category, filename, lineno, file=None, line=None):

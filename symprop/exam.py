@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -131,6 +132,26 @@ class Variant:
         return (self,)
 
 
+# Drawing one variant stops after this many seconds: a family whose condition cannot be met
+# must end with a message, however large its max_tries.
+MAX_VARIANT_SECONDS = 30.0
+
+
+class _Clock:
+    """The time budget of one variant's tries."""
+
+    def __init__(self, family, index):
+        self.family, self.index = family, index
+        self.deadline = time.monotonic() + MAX_VARIANT_SECONDS
+
+    def check(self, tries, reason):
+        if time.monotonic() > self.deadline:
+            raise ExamError(
+                f"{self.family.file}: variant {self.index}: no acceptable variant in {MAX_VARIANT_SECONDS:g} s "
+                f"({tries - 1} tries; last: {reason}); widen the ranges, allow the case in [family] allow or "
+                "lower [family] options")
+
+
 class _Rejected(Exception):
     """A drawn variant is degenerate; the message says why."""
 
@@ -220,8 +241,9 @@ class _Generator:
     def variant(self, seed: int, index: int) -> Variant:
         fam = self.family
         rng = np.random.Generator(np.random.PCG64([seed, index]))
-        reason = ""
+        reason, clock = "", _Clock(fam, index)
         for tries in range(1, fam.max_tries + 1):
+            clock.check(tries, reason)
             net, architecture = self.network(rng)
             candidates = [p for p in net.params if any(fnmatch.fnmatchcase(p.name, pat) for pat in fam.wrt)]
             if not candidates:
@@ -464,8 +486,9 @@ class _CircuitGenerator:
         rng = np.random.Generator(np.random.PCG64([seed, index]))
         # the template is drawn once, so each is equally likely whatever its rejection rate
         text, circuit = fam.circuits[int(rng.integers(len(fam.circuits)))]
-        reason = ""
+        reason, clock = "", _Clock(fam, index)
         for tries in range(1, fam.max_tries + 1):
+            clock.check(tries, reason)
             if fam.all_gradients:
                 asked = circuit.variables
             else:
