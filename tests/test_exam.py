@@ -704,6 +704,13 @@ def test_a_zero_gradient_behind_a_switch_is_the_lesson_not_degenerate():
     ('kind = "circuit"\nexpressions = ["x*y"]\nvariables = ["x", "y"]\noptions = 2\nmin_options = 3', "[family] min_options"),
     ('kind = "circuit"\nexpressions = ["x*y"]\nvariables = ["x", "y"]\n[family.values]\nq = 1', "[family.values] q"),
     ('kind = "circuit"\nexpressions = ["x*y"]\nvariables = ["x", "y"]\n[network]\nloss = "E"', "[network]"),
+    # numbers that are not finite, or ranges too wide to list, are refused before any drawing
+    ('kind = "circuit"\nexpressions = ["x*y"]\nvariables = ["x", "y"]\n[family.values]\nvariables = [1e309, 4]',
+     "[family.values] variables"),
+    ('kind = "circuit"\nexpressions = ["x*y"]\nvariables = ["x", "y"]\n[family.values]\nx = nan', "[family.values] x"),
+    ('kind = "circuit"\nexpressions = ["x*y"]\nvariables = ["x", "y"]\n[family.values]\nx = {choices = [1, -inf]}',
+     "[family.values] x"),
+    ('kind = "circuit"\nexpressions = ["x*y"]\nvariables = ["x", "y"]\n[family.values]\nx = [-1e5, 1e5]', "[family.values] x"),
 ])
 def test_bad_circuit_families_name_file_and_key(text, key):
     with pytest.raises(SpecError) as err:
