@@ -20,7 +20,7 @@ import sys
 import threading
 import warnings
 
-from . import __version__, numeric, report
+from . import __version__, limits, numeric, report
 from .derive import METHODS, derive
 from .graph import NetworkError
 from .output import LatexError, compile_pdf, write_atomic
@@ -61,7 +61,7 @@ def _add_derive(commands):
     p.add_argument("--wrt", action="append", metavar="NAME", help="a parameter or input (repeatable); default: every parameter")
     p.add_argument("--method", choices=METHODS, default="top-down")
     p.add_argument("--format", choices=("text", "json"), default="text")
-    p.add_argument("--max-paths", type=_int_in(1, 1_000_000), default=1000, help="refuse path forms past this many paths")
+    p.add_argument("--max-paths", type=_int_in(1, 10**9), help="leave out path forms past this many paths (default: MAX_PATHS)")
     p.add_argument("--form", choices=("matrix", "scalar"),
                    help="for a [layers] spec: the matrix form (the default) or the scalar network of every weight")
     p.set_defaults(run=_run_derive)
@@ -88,21 +88,20 @@ def _run_derive(args, out):
         out.write("\n  ]\n}\n" if derived else "]\n}\n")
 
 
-MAX_STEPS = 50_000  # derivation steps printed by one derive, solve or exam, in all
 
 
 def _bound_steps(args, spec, wrt):
     """Refuse, with the way out, a request whose derivations would print more than
-    MAX_STEPS steps (every weight of a deep or wide network)."""
+    ``limits.MAX_STEPS`` steps (every weight of a deep or wide network)."""
     from .derive import step_estimate
 
     params = wrt if wrt is not None else list(spec.network.params)
-    n = step_estimate(spec.network, params, MAX_STEPS)
-    if n > MAX_STEPS:
+    n = step_estimate(spec.network, params, limits.MAX_STEPS)
+    if n > limits.MAX_STEPS:
         ways = "name the weights with --wrt" + (", or use the matrix form (symprop derive on the [layers] spec)"
                                                  if spec.layers is not None else "")
-        raise UsageError(f"{args.spec}: the derivations of {len(params):,} weights would print more than "
-                         f"{MAX_STEPS:,} steps; {ways}")
+        raise UsageError(f"{args.spec}: the derivations of {len(params):,} weights would print more steps "
+                         f"than allowed ({limits.says('MAX_STEPS')}); {ways}")
 
 
 def _run_derive_matrix(args, layers, out):
@@ -178,8 +177,8 @@ def _add_exam(commands):
     p.add_argument("--answers", action="store_true", help="print the answer sheet (\\printanswers); default: the question sheet")
     family = p.add_argument_group(
         "question families", "when SPEC has a [family] table: -o names a directory; the family sets the weight and the method")
-    family.add_argument("--variants", type=_int_in(1, MAX_VARIANTS), default=1, metavar="N",
-                        help=f"how many variants to write (default 1, at most {MAX_VARIANTS:,})")
+    family.add_argument("--variants", type=_int_in(1, limits.MAX_VARIANTS, "MAX_VARIANTS"), default=1, metavar="N",
+                        help=f"how many variants to write (default 1, at most {limits.MAX_VARIANTS:,})")
     family.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0, metavar="S",
                         help="the seed: the same seed gives the same files (default 0)")
     family.add_argument("--combined", action="store_true", help="one document with every variant instead of one per variant")
@@ -323,7 +322,6 @@ def _add_numeric_options(p):
     p.add_argument("--format", choices=("text", "json"), default="text")
 
 
-MAX_LAYERS_SCALAR_NUMBERS = 20_000  # check, step and flow of a bigger [layers] net would take minutes
 
 
 def _numeric_setup(args):
@@ -336,10 +334,10 @@ def _numeric_setup(args):
 
     loaded = _load(args.spec, Spec, Layers)
     layers = loaded if isinstance(loaded, Layers) else None
-    if layers is not None and layers.param_count > MAX_LAYERS_SCALAR_NUMBERS:
+    if layers is not None and layers.param_count > limits.MAX_LAYERS_SCALAR_NUMBERS:
         raise UsageError(f"{args.spec}: {args.verb} runs the scalar form, one symbol per weight, and "
                          f"{layers.param_count:,} parameters are more than it does in reasonable time "
-                         f"({MAX_LAYERS_SCALAR_NUMBERS:,}); `symprop grad` uses the matrix form at any size")
+                         f"({limits.says('MAX_LAYERS_SCALAR_NUMBERS')}); `symprop grad` uses the matrix form at any size")
     spec = layers.scalar_spec() if layers else loaded
     values = dict(spec.values)
     if layers is not None and not values:
@@ -453,6 +451,7 @@ def _add_check(commands):
     _add_numeric_options(p)
     p.add_argument("--against", action="append", metavar="NAME=EXPR",
                    help="your gradient dE/dNAME as an expression in the spec's symbols (repeatable)")
+    p.add_argument("--only", action="append", metavar="GLOB", help="check only the parameters matching GLOB, e.g. 'w_1_*' (repeatable)")
     p.set_defaults(run=_run_check)
 
 
@@ -467,7 +466,7 @@ def _run_check(args, out):
         if symbol is None or (symbol not in spec.network.params and symbol not in spec.network.inputs):
             raise UsageError(f"--against {item}: {name} is not a parameter or an input of {spec.file}")
         against[symbol] = parse_expression(text, spec.symbols, spec.functions, where=f"--against {name}")
-    result = numeric.check(spec.network, values, bind=bind, against=against)
+    result = numeric.check(spec.network, values, bind=bind, against=against, only=args.only)
     _emit_report(out, args.format, result)
     return 0 if result.passed else 1
 
@@ -476,8 +475,8 @@ def _add_step(commands):
     p = commands.add_parser("step", help="take gradient-descent steps w <- w - lr dE/dw")
     _add_numeric_options(p)
     p.add_argument("--lr", type=float, required=True, metavar="ETA", help="the learning rate")
-    p.add_argument("--steps", type=_int_in(1, MAX_DESCENT_STEPS), default=1, metavar="N",
-                   help=f"how many steps (default 1, at most {MAX_DESCENT_STEPS:,})")
+    p.add_argument("--steps", type=_int_in(1, limits.MAX_DESCENT_STEPS, "MAX_DESCENT_STEPS"), default=1, metavar="N",
+                   help=f"how many steps (default 1, at most {limits.MAX_DESCENT_STEPS:,})")
     p.add_argument("--only", action="append", metavar="GLOB", help="update only the parameters matching GLOB, e.g. 'w_*' (repeatable)")
     p.add_argument("--batch-size", type=_int_in(1, 10**9), metavar="B",
                    help="minibatch SGD with B samples a step (default: the whole batch)")
@@ -638,21 +637,21 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def _int_in(low: int, high: int):
-    """An argparse type: an integer from ``low`` to ``high``, or a one-line error saying so."""
+def _int_in(low: int, high: int, limit: str | None = None):
+    """An argparse type: an integer from ``low`` to ``high``, or a one-line error saying so
+    (and which setting of :mod:`symprop.limits` sets ``high``)."""
     def parse(text):
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
         if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high:,}")
+            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high:,}"
+                                             + (f" ({limits.says(limit)})" if limit and value > high else ""))
         return value
     return parse
 
 
-MAX_DESCENT_STEPS = 100_000  # --steps of one step run
-MAX_VARIANTS = 5_000  # --variants of one exam run
 MAX_SEED = 2**63 - 1
 
 
@@ -680,13 +679,14 @@ def main(argv=None) -> int:
     if not args.verb:
         parser.print_help()
         return 2
+    for name, text in limits.INVALID.items():
+        print(f"symprop: SYMPROP_{name}={text!r}: a limit is a positive number", file=sys.stderr)
+        return 2
     return _deep(lambda: _run(args))
 
 
 # Deep networks and deeply nested expressions recurse deeply in SymPy (printing, rewriting):
 # the verbs run in a thread with a large stack and a high recursion limit.
-STACK_BYTES = 512 * 2**20
-RECURSION_LIMIT = 60_000
 
 
 def _deep(work):
@@ -700,8 +700,8 @@ def _deep(work):
             outcome["error"] = err
 
     limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(limit, RECURSION_LIMIT))
-    size = threading.stack_size(STACK_BYTES)
+    sys.setrecursionlimit(max(limit, limits.RECURSION_LIMIT))
+    size = threading.stack_size(limits.STACK_MB * 2**20)
     try:
         thread = threading.Thread(target=target, name="symprop", daemon=True)
         thread.start()

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from . import limits
 from .functions import Rule, record_of, replace_shared
 from .graph import Network, NetworkError
 from .printing import tree_size
@@ -47,11 +48,6 @@ __all__ = [
 
 METHODS = ("top-down", "bottom-up", "paths")
 
-# A fully substituted gradient larger than this many tree nodes is not built (see notes).
-MAX_SUBSTITUTED_SIZE = 100_000
-# Path forms with more local partials than this in all are not built (a deep chain whose
-# weight is shared by every node has n paths of up to n edges).
-MAX_PATH_FACTORS = 10_000
 
 
 class Partial(sp.Symbol):
@@ -347,7 +343,7 @@ class Derivation:
     §1.9), ``in_local_partials`` (that sum with every partial written out) and
     ``substituted`` (in inputs, targets and parameters only). ``as_paths`` and
     ``in_local_partials`` are None past ``max_paths`` paths, ``substituted`` past
-    ``MAX_SUBSTITUTED_SIZE``; ``notes`` says why.
+    ``limits.MAX_SUBSTITUTED_SIZE``; ``notes`` says why.
     """
 
     def __init__(self, net: Network, wrt: sp.Symbol, method: str, engine: _Engine, max_paths: int):
@@ -371,14 +367,15 @@ class Derivation:
         if self.path_count > self.max_paths:
             self.notes.append(
                 f"{self.path_count} paths lead from {self.wrt} to {self.target}, more than "
-                f"max_paths={self.max_paths}: the path forms are left out"
+                f"max_paths = {self.max_paths:,} (--max-paths, or SYMPROP_MAX_PATHS): the path forms are left out"
             )
             return None
         edges = self.network.path_edges(self.wrt)
-        if edges > MAX_PATH_FACTORS:
+        # a deep chain whose weight every node shares has n paths of up to n edges
+        if edges > limits.MAX_PATH_FACTORS:
             self.notes.append(
                 f"the {self.path_count} paths from {self.wrt} to {self.target} have {edges:,} local partials "
-                f"in all, more than {MAX_PATH_FACTORS:,}: the path forms are left out"
+                f"in all, more than allowed ({limits.says('MAX_PATH_FACTORS')}): the path forms are left out"
             )
             return None
         return self.network.paths(self.wrt, self.max_paths)
@@ -414,17 +411,17 @@ class Derivation:
     def substituted(self) -> sp.Expr | None:
         engine = self._engine
         size = self.path_count * sum(engine.full_size(k) for k in self.network.on_paths(self.wrt))
-        if size > MAX_SUBSTITUTED_SIZE:
+        if size > limits.MAX_SUBSTITUTED_SIZE:
             self.notes.append(
                 f"the fully substituted gradient would have about {size:,} tree nodes "
-                f"(limit {MAX_SUBSTITUTED_SIZE:,}); use the forms in deltas or local partials"
+                f"({limits.says('MAX_SUBSTITUTED_SIZE')}); use the forms in deltas or local partials"
             )
             return None
         full = engine.substitute(self.expr)
         size = tree_size(full)
-        if size > MAX_SUBSTITUTED_SIZE:  # the estimate above counts nodes, not a node's own growth
+        if size > limits.MAX_SUBSTITUTED_SIZE:  # the estimate above counts nodes, not a node's own growth
             self.notes.append(
-                f"the fully substituted gradient has {size:,} tree nodes (limit {MAX_SUBSTITUTED_SIZE:,}); "
+                f"the fully substituted gradient has {size:,} tree nodes ({limits.says('MAX_SUBSTITUTED_SIZE')}); "
                 "use the forms in deltas or local partials"
             )
             return None
@@ -556,12 +553,13 @@ def _edges_down(path):
     return [(path[i], path[i + 1]) for i in reversed(range(len(path) - 1))]
 
 
-def derive(net: Network, wrt=None, *, method: str = "top-down", in_outputs: bool = True, max_paths: int = 1000):
+def derive(net: Network, wrt=None, *, method: str = "top-down", in_outputs: bool = True,
+           max_paths: int | None = None):
     """Derive dE/dw by ``method`` for ``wrt``: one symbol/name, a list, or None for all params.
 
     ``in_outputs`` writes activation derivatives in terms of node outputs, as the texts do
     (``sigma'(u)`` becomes ``z (1 - z)`` where ``z = sigma(u)`` is a node). Path forms are
-    built only up to ``max_paths`` paths. A single ``wrt`` returns a :class:`Derivation`,
+    built only up to ``max_paths`` paths (default ``limits.MAX_PATHS``). A single ``wrt`` returns a :class:`Derivation`,
     otherwise a dict symbol -> Derivation in the order asked (top-down shares one pass).
 
     >>> import sympy as sp
@@ -573,6 +571,7 @@ def derive(net: Network, wrt=None, *, method: str = "top-down", in_outputs: bool
     """
     if method not in METHODS:
         raise NetworkError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    max_paths = limits.MAX_PATHS if max_paths is None else max_paths
     with _gc_paused():
         engine = _engine(net, in_outputs)
         if wrt is None:

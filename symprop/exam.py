@@ -37,6 +37,7 @@ import numpy as np
 import sympy as sp
 
 from . import functions as fn
+from . import limits
 from .derive import derive
 from .graph import Network, NetworkError
 from .layered import mlp
@@ -132,24 +133,20 @@ class Variant:
         return (self,)
 
 
-# Drawing one variant stops after this many seconds: a family whose condition cannot be met
-# must end with a message, however large its max_tries.
-MAX_VARIANT_SECONDS = 30.0
-
-
 class _Clock:
-    """The time budget of one variant's tries."""
+    """The time budget of one variant's tries: a family whose condition cannot be met must
+    end with a message, however large its max_tries."""
 
     def __init__(self, family, index):
         self.family, self.index = family, index
-        self.deadline = time.monotonic() + MAX_VARIANT_SECONDS
+        self.deadline = time.monotonic() + limits.MAX_VARIANT_SECONDS
 
     def check(self, tries, reason):
         if time.monotonic() > self.deadline:
             raise ExamError(
-                f"{self.family.file}: variant {self.index}: no acceptable variant in {MAX_VARIANT_SECONDS:g} s "
-                f"({tries - 1} tries; last: {reason}); widen the ranges, allow the case in [family] allow or "
-                "lower [family] options")
+                f"{self.family.file}: variant {self.index}: no acceptable variant in {limits.MAX_VARIANT_SECONDS:g} s "
+                f"({tries - 1} tries; last: {reason}); widen the ranges, allow the case in [family] allow, "
+                f"lower [family] options or raise the time ({limits.says('MAX_VARIANT_SECONDS')})")
 
 
 class _Rejected(Exception):

@@ -47,18 +47,15 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from . import functions as fn
+from . import limits
 from .derive import backward as backpropagate
 from .derive import local_partial
 from .functions import GateOp
 from .graph import Network, NetworkError
 from .printing import text
 
-__all__ = ["Gate", "Circuit", "CircuitFlow", "stage", "backward", "ALGEBRA_GATES", "FUNCTION_GATE", "MAX_GATES"]
+__all__ = ["Gate", "Circuit", "CircuitFlow", "stage", "backward", "ALGEBRA_GATES", "FUNCTION_GATE"]
 
-# Staging refuses more gates than this: a circuit is for reading, not for a whole MLP.
-MAX_GATES = 2000
-# Circuits with more gates than this get no figure (it would be unreadable).
-MAX_FIGURE_GATES = 40
 # Significant digits of the SymPy Floats the circuit is evaluated in.
 DIGITS = 30
 
@@ -330,8 +327,8 @@ class _Stager:
     def gate(self, kind, inputs, apply, symbol, node, function=None, **constants) -> sp.Symbol:
         """Add a gate of ``kind`` (a GateOp, or the op of an algebra gate)."""
         kind = ALGEBRA_GATES[kind] if isinstance(kind, str) else kind
-        if len(self.gates) >= MAX_GATES:
-            raise NetworkError(f"more than {MAX_GATES} gates: a circuit is for small expressions", node)
+        if len(self.gates) >= limits.MAX_GATES:
+            raise NetworkError(f"too many gates: a circuit is for small expressions ({limits.says('MAX_GATES')})", node)
         if symbol is None:
             symbol = self.fresh(kind.prefix or function)
         inputs = tuple(inputs)

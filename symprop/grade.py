@@ -29,6 +29,7 @@ import numpy as np
 import sympy as sp
 
 from . import functions as fn
+from . import limits
 from .derive import derive
 from .graph import Network, NetworkError
 from .mistakes import Mistake, mistakes
@@ -129,11 +130,8 @@ def _substituted(net: Network, expr) -> sp.Expr:
 def _blows_up(expr) -> bool:
     """Whether expanding ``expr`` would take long: a sum raised to a high power (the
     expansion of (a + b)^500 has 501 terms, and its products many more)."""
-    return any(e.is_Pow and e.base.is_Add and e.exp.is_Integer and abs(e.exp) > MAX_EXPANDED_POWER
+    return any(e.is_Pow and e.base.is_Add and e.exp.is_Integer and abs(e.exp) > limits.MAX_EXPANDED_POWER
                for e in fn.subexpressions([expr]))
-
-
-MAX_EXPANDED_POWER = 8  # the highest power of a sum the symbolic check expands
 
 
 def _proved_equal(net, answer, expected) -> bool:

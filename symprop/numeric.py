@@ -55,6 +55,7 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
 from . import functions as F
+from . import limits
 from .graph import Network, NetworkError
 
 __all__ = [
@@ -262,7 +263,7 @@ class _Program:
         evaluated as NumPy floats so that an overflow is inf, never a Python exception)."""
         values = {s: np.float64(v) if isinstance(v, float) else v for s, v in leaves.items()}
         for k, args, fn, clip in self.forward:
-            v = _column(_call(fn, args, values, f"the value of node {k}", k), m)
+            v = _column(_call(fn, args, values, "the value of node {}", k), m)
             values[k] = np.clip(v, PROB_FLOOR, PROB_CEIL) if clip else v
         for (args, fn), symbols in self.softmaxes.values():  # every hoisted softmax, at once
             logits = _matrix(_call(fn, args, values, "the logits of a softmax"), m)
@@ -319,7 +320,7 @@ class _Partials:
 
     def run(self, values, deltas, sums, m):
         d = deltas[self.node]
-        what = f"a local partial of node {self.node}"
+        what = "a local partial of node {}"
         if not self.factored:
             args, fn = self.general
             parts = _matrix(_call(fn, args, values, what, self.node), m)  # one row per partial
@@ -342,7 +343,7 @@ class _Partials:
 
     def partials(self, values, m):
         """Every partial's value per sample, in ``wrt`` order (for path terms)."""
-        what = f"a local partial of node {self.node}"
+        what = "a local partial of node {}"
         if not self.factored:
             args, fn = self.general
             return list(_matrix(_call(fn, args, values, what, self.node), m))
@@ -372,16 +373,17 @@ def _value(factor, values):
 def _call(fn, args, values, what: str, symbol=None):
     """``fn`` at the values of ``args``: NumPy's warnings off (a non-finite result is
     checked and named by the caller), a Python exception or a complex value as a
-    :class:`NumericError` naming ``what``."""
+    :class:`NumericError` naming ``what`` (its ``{}`` filled with ``symbol`` only then: this
+    runs for every node of every evaluation, and printing a Symbol is slow)."""
     try:
         with np.errstate(all="ignore"):
             v = fn(*[values[s] for s in args])
     except (ArithmeticError, ValueError, TypeError) as err:
-        raise NumericError(f"{what} cannot be evaluated at these values: {err}", symbol) from None
+        raise NumericError(f"{what.format(symbol)} cannot be evaluated at these values: {err}", symbol) from None
     parts = v if isinstance(v, (list, tuple)) else [v]
     if any(np.iscomplexobj(x) for x in parts):
         if any(np.any(np.imag(x) != 0) for x in parts):
-            raise NumericError(f"{what} is not a real number at these values (a negative number under a root "
+            raise NumericError(f"{what.format(symbol)} is not a real number at these values (a negative number under a root "
                                "or a non-integer power)", symbol)
         v = [np.real(x) for x in parts] if isinstance(v, (list, tuple)) else np.real(v)
     return v
@@ -464,7 +466,7 @@ def _point(net: Network, values) -> _Point:
 def _check_targets(program: _Program, values, m):
     """softmax_cross_entropy's targets must sum to 1 in every sample."""
     for k, sce, (args, fn) in program.target_sums:
-        total = _column(_call(fn, args, values, f"the targets of node {k}", k), m)
+        total = _column(_call(fn, args, values, "the targets of node {}", k), m)
         bad = np.flatnonzero(~(np.abs(total - 1) <= 1e-9))
         if bad.size:
             i = int(bad[0])
@@ -625,7 +627,7 @@ class Check:
         return list(dict.fromkeys(str(r.name) for r in self.rows + self.against if r.failed))
 
 
-def check(net: Network, values, bind=None, against=None) -> Check:
+def check(net: Network, values, bind=None, against=None, only=None) -> Check:
     """Check the engine's gradient against central differences (and your formulas).
 
     Central differences in float64 with step ``h = STEP * max(1, |w|)`` per parameter. The
@@ -641,6 +643,10 @@ def check(net: Network, values, bind=None, against=None) -> Check:
     with the engine's, floor ``AGAINST_FLOOR * max(1, |E|)``. A failing row lists the
     parameter's path terms with their values.
 
+    ``only`` (a glob such as ``"w_1_*"``, or a list of them) checks the matching parameters
+    only. Each parameter costs two forward passes, so the whole network's work grows as the
+    square of its size: past ``limits.MAX_CHECKED_PARAMS`` parameters, choose some.
+
     >>> import sympy as sp
     >>> from symprop import Network
     >>> x, t, w, E = sp.symbols("x t w E")
@@ -649,6 +655,12 @@ def check(net: Network, values, bind=None, against=None) -> Check:
     >>> c.rows[0].verdict, c.against[0].verdict, c.failures
     ('good', 'wrong', ['w'])
     """
+    checked = _select(net, only)
+    if len(checked) > limits.MAX_CHECKED_PARAMS:
+        raise NumericError(
+            f"checking {len(checked):,} parameters by central differences takes two forward passes each, more "
+            f"work than allowed ({limits.says('MAX_CHECKED_PARAMS')}); check some of them with --only GLOB "
+            "(only= in Python)")
     program = _program(net, bind)
     point = _point(net, values)
     result = _gradient(program, point)
@@ -656,7 +668,7 @@ def check(net: Network, values, bind=None, against=None) -> Check:
     spread = sum(np.abs(result.deltas[k] * result.values[k]).sum() for k in net.order)
     scale = max(1.0, _reduce(net, float(spread), point.m))
     rows = []
-    for p in net.params:
+    for p in checked:
         base = point.leaves[p]
         h = STEP * max(1.0, abs(base))
         up, down = base + h, base - h
@@ -679,7 +691,7 @@ def check(net: Network, values, bind=None, against=None) -> Check:
             if a_ not in values_:
                 raise NumericError(f"against {s}: {a_} is not a symbol of this network", a_)
         with np.errstate(all="ignore"):
-            yours = _reduce(net, float(_column(_call(fn, args, values_, f"your dE/d{s}", s), point.m).sum()), point.m)
+            yours = _reduce(net, float(_column(_call(fn, args, values_, "your dE/d{}", s), point.m).sum()), point.m)
         a = result.gradient[s]
         if not math.isfinite(yours):  # wrong, whatever the engine says; no inf or nan to report
             against_rows.append(CheckRow(s, a, None, None, "wrong", expression=expr,
@@ -801,7 +813,7 @@ def _select(net, only) -> tuple:
     for glob in globs:
         hits = {p for p in net.params if fnmatch.fnmatchcase(p.name, glob)}
         if not hits:
-            names = ", ".join(p.name for p in net.params)
+            names = ", ".join(p.name for p in net.params[:12]) + (", ..." if len(net.params) > 12 else "")
             raise NumericError(f"--only {glob!r} matches no parameter (parameters: {names})")
         chosen |= hits
     return tuple(p for p in net.params if p in chosen)
@@ -910,7 +922,7 @@ def flow(net: Network, values, bind=None) -> Flow:
         if kind == "squash":
             local = local.xreplace({f: k})
         args, fn = program.extra(("unit", k), local)
-        slope = _column(_call(fn, args, values_, f"the derivative of unit {k}", k), point.m)
+        slope = _column(_call(fn, args, values_, "the derivative of unit {}", k), point.m)
         off = np.abs(slope) < SATURATION if kind == "squash" else slope == 0
         fraction[k] = float(off.mean())
         if off.all():
@@ -959,7 +971,7 @@ class Evaluator:
 
     def number(self, expr, point) -> sp.Expr:
         """``expr`` at ``point`` (Symbol -> number) as a SymPy number: a Float, or nan where
-        it is undefined, not real, or larger than :data:`MAX_MAGNITUDE` on the way (so that
+        it is undefined, not real, or larger than ``limits.MAX_MAGNITUDE`` on the way (so that
         exp(exp(exp(exp(exp(1))))) ends at once instead of after hours of digits)."""
         value = self.exact(expr, point)
         return sp.nan if value is None else sp.Float(value, PRECISION)
@@ -976,9 +988,9 @@ class Evaluator:
             except _Undefined:
                 return None
             lost = 0 if peak == 0 else int(mpmath.log10(peak / max(abs(value), mpmath.mpf(10) ** -(PRECISION + 10))))
-            if lost + PRECISION + 10 <= digits or digits >= MAX_DIGITS:
+            if lost + PRECISION + 10 <= digits or digits >= limits.MAX_EXACT_DIGITS:
                 return value
-            digits = min(MAX_DIGITS, lost + PRECISION + 20)
+            digits = min(limits.MAX_EXACT_DIGITS, lost + PRECISION + 20)
 
     def value(self, expr, point) -> float:
         """``expr`` at ``point`` as a float; NaN when it is not a finite real number."""
@@ -996,11 +1008,6 @@ class Evaluator:
         return point
 
 
-# An intermediate value larger than this makes an exact evaluation "undefined": no network's
-# gradient at ordinary numbers comes near it, and larger ones cost ever more digits.
-MAX_MAGNITUDE = mpmath.mpf("1e300")
-
-
 class _Undefined(ArithmeticError):
     """An exact evaluation met an undefined, non-real or too large value."""
 
@@ -1009,9 +1016,6 @@ _MP = {
     sp.exp: mpmath.exp, sp.log: mpmath.log, sp.tanh: mpmath.tanh, sp.sinh: mpmath.sinh, sp.cosh: mpmath.cosh,
     sp.sech: mpmath.sech, sp.Abs: abs, sp.sign: lambda x: mpmath.mpf(mpmath.sign(x)),
 }
-
-
-MAX_DIGITS = 700  # an exact evaluation adds digits up to this many to survive cancellation
 
 
 def _mp_value(expr, point, digits):
@@ -1059,7 +1063,9 @@ def _checked(value):
         if value.imag != 0:
             raise _Undefined("not real")
         value = value.real
-    if not mpmath.isfinite(value) or abs(value) > MAX_MAGNITUDE:
+    # past MAX_MAGNITUDE a value is "undefined": no network's gradient at ordinary numbers
+    # comes near it, and larger ones cost ever more digits
+    if not mpmath.isfinite(value) or abs(value) > limits.MAX_MAGNITUDE:
         raise _Undefined("too large")
     return value
 

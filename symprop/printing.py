@@ -26,6 +26,7 @@ from sympy.printing.latex import LatexPrinter as _SymPyLatexPrinter
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
+from . import limits
 from .functions import U, Primitive, record_of
 from .graph import display_name
 
@@ -53,10 +54,6 @@ def rule_text(rule) -> str:
     return rule.name
 
 
-# An expression whose tree (each shared subexpression counted every time it appears, as a
-# printer writes it) has more nodes than this prints as a note instead: printing it would
-# take minutes and fill pages.
-MAX_PRINTED = 200_000
 
 
 def tree_size(expr) -> int:
@@ -84,9 +81,11 @@ def tree_size(expr) -> int:
 
 
 def _too_large(expr) -> int | None:
-    """The tree size of ``expr`` when it is too large to print, else None."""
+    """The tree size of ``expr`` when it is too large to print, else None: its tree (each
+    shared subexpression counted every time it appears, as a printer writes it) would take
+    minutes to print and fill pages; a note says so instead."""
     n = tree_size(expr)
-    return n if n > MAX_PRINTED else None
+    return n if n > limits.MAX_PRINTED else None
 
 
 def _positive_first(terms) -> list:
@@ -146,13 +145,13 @@ class _SymPropStr(StrPrinter):
 
     def doprint(self, expr):
         n = _too_large(expr)
-        return f"<an expression of {n:,} nodes: too large to print>" if n else super().doprint(expr)
+        return f"<an expression of {n:,} nodes: too large to print, see MAX_PRINTED>" if n else super().doprint(expr)
 
     def chain(self, expr) -> str:
         """A sum of chain products with terms and factors in the order they were built."""
         n = _too_large(expr)
         if n:
-            return f"<an expression of {n:,} nodes: too large to print>"
+            return f"<an expression of {n:,} nodes: too large to print, see MAX_PRINTED>"
         terms = []
         for term in _positive_first(Add.make_args(expr)):
             factors = _complement_after(Mul.make_args(term))
@@ -816,7 +815,7 @@ class LatexPrinter(_SymPyLatexPrinter):
 
     def doprint(self, expr):
         n = _too_large(expr)
-        return rf"\text{{(an expression of {n:,} nodes: too large to print)}}" if n else super().doprint(expr)
+        return rf"\text{{(an expression of {n:,} nodes: too large to print, see MAX\_PRINTED)}}" if n else super().doprint(expr)
 
     def _print_Mul(self, expr):
         return super()._print_Mul(_mul_complement_after(expr))
@@ -929,7 +928,7 @@ class LatexPrinter(_SymPyLatexPrinter):
         """
         n = _too_large(expr)
         if n:
-            return [("+", [rf"\text{{(an expression of {n:,} nodes: too large to print)}}"])]
+            return [("+", [rf"\text{{(an expression of {n:,} nodes: too large to print, see MAX\_PRINTED)}}"])]
         result = []
         for term in [expr] if product else Add.make_args(expr):
             factors = _complement_after(Mul.make_args(term))

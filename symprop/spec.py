@@ -49,6 +49,7 @@ from pathlib import Path
 import sympy as sp
 
 from . import functions as fn
+from . import limits
 from .derive import METHODS
 from .gates import stage
 from .graph import Network, NetworkError
@@ -58,13 +59,6 @@ __all__ = [
     "SpecError", "Spec", "Layers", "Family", "load", "from_text", "parse_expression", "load_spec", "spec_from_text",
     "FUNCTIONS", "read_text", "parse_toml", "read_values", "read_values_file", "value_rule",
 ]
-
-MAX_LENGTH = 100_000  # characters in one expression
-MAX_DEPTH = 200  # nesting levels of the syntax tree
-MAX_DIGITS = 30  # digits in a number literal
-MAX_EXPONENT = 1000  # |n| in x**n when n is a number
-MAX_BITS = 20_000  # bits in a number computed from literals (2**1000 has 1001)
-MAX_TOWER = 10  # levels of a power tower a**b**c...
 
 
 class SpecError(ValueError):
@@ -124,8 +118,9 @@ def parse_expression(
     """
     if not isinstance(text, str):
         raise SpecError(None, where, f"must be a string, not {type(text).__name__}")
-    if len(text) > MAX_LENGTH:
-        raise SpecError(None, where, f"the expression has {len(text)} characters, more than {MAX_LENGTH}")
+    if len(text) > limits.MAX_EXPRESSION_LENGTH:
+        raise SpecError(None, where, f"the expression has {len(text):,} characters, more than allowed "
+                                     f"({limits.says('MAX_EXPRESSION_LENGTH')})")
     text = text.strip()
     folded = _folded(text)
     if folded:
@@ -229,8 +224,8 @@ class _Parser:
         return self.source(node)
 
     def expr(self, node, depth):
-        if depth > MAX_DEPTH:
-            self.fail(f"the expression is nested more than {MAX_DEPTH} levels deep")
+        if depth > limits.MAX_NESTING:
+            self.fail(f"the expression is nested too deeply ({limits.says('MAX_NESTING')})")
         if isinstance(node, ast.BinOp):
             return self.binop(node, depth)
         if isinstance(node, ast.UnaryOp):
@@ -274,8 +269,8 @@ class _Parser:
             bits += sum(q.bit_length() for q in {c.q for c in coeffs})
         else:
             bits = sum(c.p.bit_length() + c.q.bit_length() for c in coeffs)
-        if bits > MAX_BITS:
-            self.fail(f"the numbers in {self.source(spine[0])[:40]}... are too large")
+        if bits > limits.MAX_NUMBER_BITS:
+            self.fail(f"the numbers in {self.source(spine[0])[:40]}... are too large ({limits.says('MAX_NUMBER_BITS')})")
         return sp.Add(*operands) if family is _ADD else sp.Mul(*operands)
 
     def power(self, node, depth):
@@ -283,17 +278,17 @@ class _Parser:
         tower, inner = 1, node.right
         while isinstance(inner, ast.BinOp) and isinstance(inner.op, ast.Pow):
             tower, inner = tower + 1, inner.right
-        if tower + 1 > MAX_TOWER:
-            self.fail(f"a power tower {tower + 1} levels high (a**b**c...); the limit is {MAX_TOWER}: its derivative "
-                      "grows as the cube of the height")
+        if tower + 1 > limits.MAX_TOWER:
+            self.fail(f"a power tower {tower + 1} levels high (a**b**c...), whose derivative grows as the cube of "
+                      f"the height ({limits.says('MAX_TOWER')})")
         exponent = self.expr(node.right, depth + 1)
-        if exponent.is_Rational and abs(exponent) > MAX_EXPONENT:
-            self.fail(f"exponent {self.source(node.right)} is too large (the limit is {MAX_EXPONENT})")
+        if exponent.is_Rational and abs(exponent) > limits.MAX_EXPONENT:
+            self.fail(f"exponent {self.source(node.right)} is too large ({limits.says('MAX_EXPONENT')})")
         base = self.expr(node.left, depth + 1)
         if base.is_Rational and exponent.is_Rational:
             bits = max(base.p.bit_length(), base.q.bit_length())
-            if bits * abs(exponent) > MAX_BITS or (bits > 1000 and not exponent.is_Integer):
-                self.fail(f"{self.source(node)} is too large a number")
+            if bits * abs(exponent) > limits.MAX_NUMBER_BITS or (bits > 1000 and not exponent.is_Integer):
+                self.fail(f"{self.source(node)} is too large a number ({limits.says('MAX_NUMBER_BITS')})")
         return base**exponent
 
     def number(self, node):
@@ -301,16 +296,16 @@ class _Parser:
         if isinstance(value, bool) or value is None or value is Ellipsis:
             self.fail(f"{value!r} is not a number")
         if isinstance(value, int):
-            if abs(value) >= 10**MAX_DIGITS:
-                self.fail(f"the integer {self.literal(node)[:20]}... has more than {MAX_DIGITS} digits")
+            if abs(value) >= 10**limits.MAX_LITERAL_DIGITS:
+                self.fail(f"the integer {self.literal(node)[:20]}... has too many digits ({limits.says('MAX_LITERAL_DIGITS')})")
             return sp.Integer(value)
         if isinstance(value, float):
             text = self.literal(node).replace("_", "")
             match = re.fullmatch(_FLOAT, text)
             exp = (match[3] or "0") if match else ""
             digits = (match[1] + match[2]).lstrip("0") if match else ""
-            if not match or len(digits) > MAX_DIGITS or len(exp.lstrip("+-0")) > 3:
-                self.fail(f"the number {text[:40]} is too long or too large")
+            if not match or len(digits) > limits.MAX_LITERAL_DIGITS or len(exp.lstrip("+-0")) > 3:
+                self.fail(f"the number {text[:40]} is too long or too large ({limits.says('MAX_LITERAL_DIGITS')})")
             fraction = Fraction(text)
             return sp.Rational(fraction.numerator, fraction.denominator)
         kind = {str: "a string", bytes: "a bytes literal", complex: "a complex number"}
@@ -762,7 +757,6 @@ def _network_key(symbol, node_texts, loss, groups):
 # reduction, seed and batch (random weights and data for the numbers). It stands in for
 # [network] and [nodes]; [values] may give numbers by mlp's names (x_1, t_1, w_1_2_1, b_1_2).
 
-MAX_SCALAR_PARAMS = 200_000  # a bigger [layers] network is refused in the scalar form
 _LAYERS_KEYS = ("sizes", "hidden", "output", "loss", "reduction", "seed", "batch")
 _LAYERS_TABLES = ("layers", "values", "functions")
 _LAYERS_NAME = r"(x|t)_(\d+)|(w)_(\d+)_(\d+)_(\d+)|(b)_(\d+)_(\d+)"
@@ -805,7 +799,7 @@ class Layers:
 
     def scalar_spec(self) -> Spec:
         """The scalar form (:func:`symprop.layered.mlp`, layer form): one symbol per weight,
-        for the verbs that need one; refused past :data:`MAX_SCALAR_PARAMS` parameters."""
+        for the verbs that need one; refused past ``limits.MAX_SCALAR_PARAMS`` parameters."""
         return _layers_spec(self)
 
 
@@ -887,10 +881,10 @@ def _layers_name(name, sizes) -> bool:
 def _layers_spec(layers: Layers) -> Spec:
     """The scalar form of a [layers] spec: :func:`symprop.layered.mlp` (layer form)."""
     file = layers.file
-    if layers.param_count > MAX_SCALAR_PARAMS:
+    if layers.param_count > limits.MAX_SCALAR_PARAMS:
         raise SpecError(file, "[layers] sizes", (
-            f"{layers.param_count:,} parameters are too many for the scalar form (at most "
-            f"{MAX_SCALAR_PARAMS:,}); use the matrix form (symprop derive --form matrix)"))
+            f"{layers.param_count:,} parameters are too many for the scalar form ({limits.says('MAX_SCALAR_PARAMS')}); "
+            "use the matrix form (symprop derive --form matrix)"))
     if isinstance(layers.hidden, tuple):
         raise SpecError(file, "[layers] hidden", "the scalar form takes one hidden activation for every layer")
     try:

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 import sympy as sp
 
 from .. import functions as fn
+from .. import limits
 from ..derive import Partial, Total, derive
 from ..graph import Network, NetworkError
 from ..numeric import gradient
@@ -37,8 +38,6 @@ __all__ = ["solution_context", "exam_context", "render_solution", "render_exam"]
 
 # Path lists longer than this are summarised by their count.
 MAX_LISTED_PATHS = 12
-# Derivation step lists longer than this are left out of a document (use fewer --wrt).
-MAX_STEPS = 400
 
 
 def render_solution(
@@ -185,13 +184,15 @@ class _Document:
             "users": [self.name(k) for k in d.users],
             "path_count": d.path_count,
             "groups": None,
+            "left_out": None,  # why the steps are left out, when they are
             "paths": None,
             "numbers": None,
             "notes": list(d.notes),
         }
         steps = d.steps
-        if len(steps) > MAX_STEPS:
-            record["notes"].append(f"{len(steps)} steps: too many to print; ask for fewer weights or a smaller network")
+        if len(steps) > limits.MAX_DOCUMENT_STEPS:
+            record["left_out"] = (f"its {len(steps):,} steps are too many to print ({limits.says('MAX_DOCUMENT_STEPS')}); "
+                                  "ask for fewer weights or a smaller network")
         else:
             record["groups"] = self._groups(d, steps)
         record["paths"] = self._paths(d)
