@@ -186,7 +186,7 @@ def _assert_clean_ending(argv, status, out, err, out_dir: Path):
 
 
 # about a minute in all; SYMPROP_FUZZ_EXAMPLES=2000 for a longer hunt
-FUZZ = settings(max_examples=int(os.environ.get("SYMPROP_FUZZ_EXAMPLES", 60)), deadline=None, database=None,
+FUZZ = settings(max_examples=int(os.environ.get("SYMPROP_FUZZ_EXAMPLES", 600)), deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
