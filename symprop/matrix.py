@@ -63,7 +63,7 @@ __all__ = [
     "LAYOUT", "GATES", "OUTPUT_RULES", "MatrixRule", "MatrixStep", "MatrixDerivation", "MatrixGradient", "LayeredValues",
     "Jacobian", "Gradient", "Elementwise", "Softmax", "Ones",
     "derive_matrix", "derive_layers", "from_layers", "random_layered", "values_from_scalar", "mlp_bindings",
-    "text", "latex",
+    "text", "latex", "activation_derivative",
 ]
 
 LAYOUT = (
@@ -84,34 +84,36 @@ class MatrixRule(Rule):
 
 # Seed 000's table of gates, in this module's layout, then the other rules a step may use
 # for the output layer; Step.rule names one of these (or "chain rule", "substitute",
-# "loss gradient"). Documents list the rules a derivation uses in this order.
+# "loss gradient"). Documents list the rules a derivation uses in this order, each as its
+# ``title`` then its ``sentence`` (which does not repeat the title); the sentences write the
+# loss of one sample as \mathcal{L} (seed 004).
 GATES = {g.name: g for g in (
     MatrixRule("z = Wx", "∂z/∂x = W, so dE/dx = W^T dE/dz",
-               r"$\mathbf{z} = \mathbf{W}\mathbf{x}$ gives $\frac{\partial \mathbf{z}}{\partial \mathbf{x}} = \mathbf{W}$, "
-               r"so the gradient passes back as $\mathbf{W}^{T} \frac{\partial E}{\partial \mathbf{z}}$",
+               r"$\frac{\partial \mathbf{z}}{\partial \mathbf{x}} = \mathbf{W}$, so the gradient passes back as "
+               r"$\mathbf{W}^{T} \frac{\partial \mathcal{L}}{\partial \mathbf{z}}$",
                r"$\mathbf{z} = \mathbf{W}\mathbf{x}$"),
     MatrixRule("z = x", "∂z/∂x = I, so dE/dx = dE/dz",
-               r"$\mathbf{z} = \mathbf{x}$ gives $\frac{\partial \mathbf{z}}{\partial \mathbf{x}} = \mathbf{I}$: a bias, "
-               "or an identity activation, passes the gradient on unchanged; a bias added to every sample of a "
-               "batch receives the sum over the samples", r"$\mathbf{z} = \mathbf{x}$"),
+               r"$\frac{\partial \mathbf{z}}{\partial \mathbf{x}} = \mathbf{I}$: a bias, or an identity activation, "
+               "passes the gradient on unchanged; a bias added to every sample of a batch receives the sum over "
+               "the samples", r"$\mathbf{z} = \mathbf{x}$"),
     MatrixRule("elementwise f", "∂z/∂x = Diag(f'(x)), so dE/dx = f'(x) ⊙ dE/dz",
-               r"$\mathbf{z} = f(\mathbf{x})$ entry by entry gives $\frac{\partial \mathbf{z}}{\partial \mathbf{x}} = "
-               r"\operatorname{Diag}[f'(\mathbf{x})]$, and $\operatorname{Diag}(\mathbf{v})\,\mathbf{u} = "
-               r"\mathbf{v} \odot \mathbf{u}$", "elementwise f"),
+               r"$\mathbf{a} = f(\mathbf{z})$ entry by entry has $\frac{\partial \mathbf{a}}{\partial \mathbf{z}} = "
+               r"\operatorname{Diag}[f'(\mathbf{z})]$, and $\operatorname{Diag}(\mathbf{v})\,\mathbf{u} = "
+               r"\mathbf{v} \odot \mathbf{u}$", r"elementwise $f$"),
     MatrixRule("delta^T x", "z = Wx and δ = dE/dz give dE/dW = δ x^T",
-               r"$\mathbf{z} = \mathbf{W}\mathbf{x}$ and $\boldsymbol{\delta} = \frac{\partial E}{\partial \mathbf{z}}$ "
-               r"give $\frac{\partial E}{\partial \mathbf{W}} = \boldsymbol{\delta}\,\mathbf{x}^{T}$ (the table's "
-               r"$\boldsymbol{\delta}^{T}\mathbf{x}$, with $\boldsymbol{\delta}$ a column here)",
+               r"for $\mathbf{z} = \mathbf{W}\mathbf{x}$ and $\boldsymbol{\delta} = \frac{\partial \mathcal{L}}{\partial "
+               r"\mathbf{z}}$, $\frac{\partial \mathcal{L}}{\partial \mathbf{W}} = \boldsymbol{\delta}\,\mathbf{x}^{T}$ "
+               r"(the table's $\boldsymbol{\delta}^{T}\mathbf{x}$, with $\boldsymbol{\delta}$ a column here)",
                r"$\boldsymbol{\delta}^{T}\mathbf{x}$"),
     MatrixRule("softmax + cross-entropy", "ŷ = softmax(z), E = CE(y, ŷ) give dE/dz = ŷ - y",
-               r"$\hat{\mathbf{y}} = \operatorname{softmax}(\mathbf{z})$ and $E = \mathrm{CE}(\mathbf{y}, "
-               r"\hat{\mathbf{y}})$ give $\frac{\partial E}{\partial \mathbf{z}} = \hat{\mathbf{y}} - \mathbf{y}$ "
-               "(targets that sum to 1)", "softmax + cross-entropy"),
+               r"$\hat{\mathbf{y}} = \operatorname{softmax}(\mathbf{z})$ and $\mathcal{L} = -\mathbf{y}^{T} \log "
+               r"\hat{\mathbf{y}}$ give $\frac{\partial \mathcal{L}}{\partial \mathbf{z}} = \hat{\mathbf{y}} - "
+               r"\mathbf{y}$ (targets that sum to 1)", "softmax + cross-entropy"),
 )}
 OUTPUT_RULES = {g.name: g for g in (
     MatrixRule("sigmoid + binary cross-entropy", "a = σ(z) and the binary cross-entropy give dE/dz = a - y",
-               r"$\mathbf{a} = \sigma(\mathbf{z})$ and the binary cross-entropy give $\frac{\partial E}{\partial "
-               r"\mathbf{z}} = \mathbf{a} - \mathbf{y}$", "sigmoid + binary cross-entropy"),
+               r"$\mathbf{a} = \sigma(\mathbf{z})$ and the binary cross-entropy give $\frac{\partial \mathcal{L}}"
+               r"{\partial \mathbf{z}} = \mathbf{a} - \mathbf{y}$", "sigmoid + binary cross-entropy"),
     MatrixRule("softmax", "∂ŷ/∂z = Diag(ŷ) - ŷ ŷ^T",
                r"$\frac{\partial \hat{\mathbf{y}}}{\partial \mathbf{z}} = \operatorname{Diag}(\hat{\mathbf{y}}) - "
                r"\hat{\mathbf{y}}\hat{\mathbf{y}}^{T}$", "softmax"),
@@ -554,6 +556,12 @@ def _derivative(f: Primitive, z, a):
         d = d.xreplace({out: v})
     used = [(var, m) for var, m in ((u, z), (v, a)) if var in d.free_symbols]
     return Elementwise(sp.Lambda(tuple(var for var, _ in used), d), *[m for _, m in used])
+
+
+def activation_derivative(f: Primitive, z, a):
+    """f'(z) entry by entry as the steps use it, written with the layer's output ``a`` where
+    it can be (``σ'(z) = a ⊙ (1 - a)``); None when f' = 1. For documents that list them."""
+    return _derivative(f, z, a)
 
 
 def _loss_gradient(loss: Primitive, a, y, n_out):

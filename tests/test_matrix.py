@@ -332,7 +332,8 @@ def test_latex_solution_compiles_and_is_deterministic(tmp_path):
     tex = render_matrix_solution(d, title="Matrix form: 50% & more")
     assert tex == render_matrix_solution(derive_matrix([784, 128, 10], "relu", "softmax", "half_sse", reduction="mean"),
                                          title="Matrix form: 50% & more")
-    assert r"Matrix form: 50\% \& more" in tex and r"$n_{0} = 784$" in tex and r"$128 \times 784$" in tex
+    assert r"Matrix form: 50\% \& more" in tex and r"$n_{0} = 784$" in tex
+    assert r"$\in \mathbb{R}^{128 \times 784}$" in tex  # each step's shape beside it (issue 12), no table
     pdf = compile_pdf(write_atomic(tmp_path / "matrix.tex", tex))
     assert pdf.stat().st_size > 10_000
     fragment = render_matrix_solution(d, standalone=False)
