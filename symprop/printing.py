@@ -787,7 +787,9 @@ class LatexPrinter(_SymPyLatexPrinter):
     rule ``w_5_7 -> w_{5,7}``); ``values`` maps symbols to numbers printed in their place
     (numeric substitution, products then use ``\cdot``); ``softmax_names`` maps a tuple of
     logits to the name of their softmax (``\hat{y}`` prints ``softmax_k`` as ``\hat{y}_{k}``);
-    ``digits`` is the significant digits of substituted numbers. Products keep their order.
+    ``digits`` is the significant digits of substituted numbers; with ``params`` (a set of
+    symbols), a product prints its parameters first and a sum its lone parameters last, as the
+    texts write a neuron (``w_{1,4} z_{4} + b_{1}``). Products keep their order otherwise.
 
     >>> import sympy as sp
     >>> from symprop import sigmoid
@@ -805,6 +807,7 @@ class LatexPrinter(_SymPyLatexPrinter):
         "values": {},
         "softmax_names": {},
         "digits": 4,
+        "params": frozenset(),
     }
 
     def __init__(self, settings=None):
@@ -818,6 +821,11 @@ class LatexPrinter(_SymPyLatexPrinter):
         return rf"\text{{(an expression of {n:,} nodes: too large to print, see MAX\_PRINTED)}}" if n else super().doprint(expr)
 
     def _print_Mul(self, expr):
+        params = self._settings["params"]
+        if params and any(f in params for f in expr.args):  # the weight before its input: w_{1,4} z_4
+            factors = sorted(expr.args, key=lambda f: 0 if f.is_Number else 1 if f in params else 2)
+            if factors != list(expr.args):
+                expr = Mul(*factors, evaluate=False)
         return super()._print_Mul(_mul_complement_after(expr))
 
     # -- names and numbers
@@ -851,7 +859,10 @@ class LatexPrinter(_SymPyLatexPrinter):
     # -- functions
 
     def _call(self, head, *args) -> str:
-        return head + r"\left(" + ", ".join(self._print(a) for a in args) + r"\right)"
+        # a number in place of an argument needs no parentheses of its own: g'(-0.04649)
+        printed = [latex_number(self._settings["values"][a], self._settings["digits"])
+                   if a.is_Symbol and a in self._settings["values"] else self._print(a) for a in args]
+        return head + r"\left(" + ", ".join(printed) + r"\right)"
 
     def head(self, f) -> str | None:
         """The LaTeX head of a function (a call, a class or a record): a ``names`` entry,
@@ -904,6 +915,9 @@ class LatexPrinter(_SymPyLatexPrinter):
 
     def _print_Add(self, expr, order=None):
         terms = _positive_first(self._as_ordered_terms(expr, order=order))
+        params = self._settings["params"]
+        if params:  # as the texts write a neuron, sum_j w_kj z_j + b_k: a lone parameter (the bias) last
+            terms = [t for t in terms if t not in params] + [t for t in terms if t in params]
         tex = ""
         for i, term in enumerate(terms):
             if i and term.could_extract_minus_sign():

@@ -1,7 +1,9 @@
 """Worked solutions and exams: every template compiled by a real pdflatex, hostile text,
 byte-identical output, atomic files, and the CLI verbs ``solve`` and ``exam``."""
 
+import ast
 import concurrent.futures
+import operator
 import os
 import re
 import shutil
@@ -233,10 +235,10 @@ def test_top_down_and_bottom_up_read_differently():
     top = render_solution(spec.network, "w_5_7", method="top-down")
     bottom = render_solution(spec.network, "w_5_7", method="bottom-up")
     # top-down: deltas from E downward, reused; the weight comes last
-    assert top.index(r"The delta of $z_{1}$") < top.index(r"The delta of $z_{5}$") < top.index("Finish at the bottom")
+    assert top.index(r"The deltas of $z_{1}$, $z_{2}$ and $z_{3}$") < top.index(r"The delta of $z_{5}$") < top.index("Finish at the bottom")
     assert "computed above and are reused" in top and "Start at the weight" not in top
     # bottom-up: start at the weight and walk up to the loss
-    assert bottom.index("Start at the weight") < bottom.index(r"Walk up from $z_{5}$") < bottom.index(r"$z_{1}$ reaches the loss")
+    assert bottom.index("Start at the weight") < bottom.index(r"Walk up from $z_{5}$") < bottom.index(r"The deltas of $z_{1}$")
     assert "Finish at the bottom" not in bottom
     for tex in (top, bottom):
         assert "There are 3 paths from $w_{5,7}$ to $E$" in tex
@@ -250,11 +252,16 @@ def test_top_down_and_bottom_up_read_differently():
 def test_each_step_is_justified_in_words():
     spec = seed002_spec()
     ctx = solution_context(spec.network, "w_5_7", method="bottom-up")
-    groups = ctx["derivations"][0]["groups"]
-    assert [g["rule"] for g in groups] == ["factor at the bottom", "sum over consumers"] + ["loss directly"] * 3
+    blocks = ctx["derivations"][0]["blocks"]
+    # the three output deltas are one block: the same rule, said once
+    assert [b["title"] for b in blocks] == ["Start at the weight.", r"Walk up from $z_{5}$.",
+                                            r"The deltas of $z_{1}$, $z_{2}$ and $z_{3}$."]
+    assert [len(b["rows"]) for b in blocks] == [2, 4, 3]
     tex = render_solution(spec.network, "w_5_7", method="bottom-up")
     assert "the activation's derivative $g'$" in tex and "predicted probability minus the target" in tex
     assert "the derivative rule of" not in tex  # every rule used has its own sentence
+    # each rule is stated once in a document
+    assert tex.count("the activation's derivative $g'$") == 1
 
 
 def test_fragment_has_no_preamble_and_lists_its_packages():
@@ -264,12 +271,14 @@ def test_fragment_has_no_preamble_and_lists_its_packages():
     assert {"amsmath", "tikz", "booktabs", "lmodern"} <= set(_needed_packages(tex))
 
 
-def test_long_sums_break_into_lines():
+def test_long_sums_break_between_terms_only():
     spec = seed002_spec()
-    tex = render_solution(spec.network, "w_5_7")
+    tex = render_solution(spec.network, "w_5_7", method="paths")
     block = tex[tex.index("With every local partial derivative written out"):]
     block = block[: block.index(r"\end{align*}")]
-    assert block.count(r"\\ &\quad + ") == 2  # three terms, one a line
+    lines = block.split(r"\\")
+    assert len(lines) == 3 and all(line.lstrip(" *&\\quad").startswith("+") for line in lines[1:])  # a term a line
+    assert r"\cdot" not in block.split("&")[0]  # no line starts inside a product
 
 
 def test_templates_receive_plain_data_only():
@@ -310,27 +319,53 @@ def test_numbers_agree_with_sympy_diff():
     assert "numbers left out" not in tex
 
 
-def test_substituted_numbers_reproduce_each_value():
-    """The printed local partials (evaluated here) times the numeric deltas give the printed
-    values: dE/dz_5 = sum of three products, dE/dw_{5,7} = one product."""
+def _arithmetic(tex):
+    """The value of printed arithmetic (numbers, +, -, \\cdot, parentheses, squares), or
+    None when it still holds a symbol or a function call. Walks Python's syntax tree of
+    our own output; nothing is executed."""
+    text = tex.replace(r"\left(", "(").replace(r"\right)", ")").replace(r"\cdot", "*").replace("^{2}", "**2")
+    text = text.replace(r"\boxed{", "(").replace("}", ")")
+    if re.search(r"[A-Za-z\\{]", text):
+        return None
+    ops = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Pow: operator.pow}
+
+    def value(node):
+        if isinstance(node, ast.Constant):
+            return float(node.value)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -value(node.operand)
+        return ops[type(node.op)](value(node.left), value(node.right))
+
+    return value(ast.parse(text, mode="eval").body)
+
+
+def test_every_printed_stage_has_the_value_of_its_row():
+    """Each part of each row that is plain arithmetic (numbers substituted, the activation's
+    rule 1 - z^2 worked, function values) equals the row's value: 1-2 units in the 4th digit,
+    as each printed number is rounded."""
     pytest.importorskip("symprop.numeric")
     spec = seed002_spec()
-    ctx = solution_context(spec.network, "w_5_7", method="top-down", values=spec.values, bind=spec.bind)
-    rows = ctx["derivations"][0]["numbers"]
     checked = 0
-    for row in rows:
-        text = " ".join(row["substituted"] or [])
-        if not text or re.search(r"[a-zA-Z]", text.replace(r"\cdot", "").replace(r"\left", "").replace(r"\right", "")):
-            continue  # still has a function call such as g'(...): evaluated by the numbers layer
-        total, terms = 0.0, re.split(r" ([+-]) ", text.replace(r"\left(", "").replace(r"\right)", ""))
-        for sign, term in zip(["+"] + terms[1::2], terms[0::2]):
-            product = 1.0
-            for factor in term.split(r"\cdot"):
-                product *= float(factor)
-            total += product if sign == "+" else -product
-        assert total == pytest.approx(float(row["value"]), rel=2e-3, abs=1e-4), row
-        checked += 1
-    assert checked >= 2
+    for method in ("top-down", "bottom-up", "paths"):
+        ctx = solution_context(spec.network, "w_5_7", method=method, values=spec.values, bind=spec.bind)
+        d = ctx["derivations"][0]
+        rows = [r for b in d["blocks"] for r in b["rows"]] + d["numbers"]
+        for row in rows:
+            parts = " ".join(row["lines"]).replace(r"\quad", "").split(" = ")
+            final = _arithmetic(parts[-1])
+            if final is None:
+                continue
+            for part in parts[:-1]:
+                v = _arithmetic(part)
+                if v is not None:
+                    assert v == pytest.approx(final, rel=3e-3, abs=2e-4), (row["lhs"], part, parts[-1])
+                    checked += 1
+    assert checked >= 30
+    # the activation's derivative at z_1 goes through its rule: tanh' = 1 - z_1^2 = 0.9756
+    tex = render_solution(spec.network, "w_5_7", method="top-down", values=spec.values, bind=spec.bind)
+    assert r"g'\left(0.1575\right) \cdot \left(-0.2\right) = \left(1 - 0.1562^{2}\right) \cdot \left(-0.2\right)" in tex
+    assert r"0.9756 \cdot \left(-0.2\right)" in tex
+    assert r"g'\left(u\right) = 1 - \tanh^{2}{\left(u \right)} = 1 - z^{2}" in tex
 
 
 # -- files and determinism ----------------------------------------------------------------

@@ -31,30 +31,37 @@ def visible_width(tex: str) -> int:
     return len(re.sub(r"[{}\s]", "", tex)) + 2 * len(re.findall(r"[+=-]", tex))
 
 
-def break_lines(printer: LatexPrinter, expr, product: bool = False) -> list[str]:
-    """The chain sum ``expr`` as display lines of about ``LINE_WIDTH`` characters each.
+def break_lines(printer: LatexPrinter, expr, product: bool = False, width: int = LINE_WIDTH) -> list[str]:
+    """The chain sum ``expr`` as display lines of about ``width`` characters each.
 
-    Lines break between terms (the next line starts with its sign) and, inside a very long
-    product, between factors (the next line starts with ``\\cdot``).
+    Lines break only between terms (the next line starts with its sign): a product stays on
+    one line, unless it alone is far wider than a line (a chain through hundreds of nodes),
+    when it breaks between factors (the next line starts with ``\\cdot``).
     """
     lines: list[str] = []
-    current, width = "", 0
+    current, used = "", 0
     for i, (sign, factors) in enumerate(printer.terms(expr, product)):
+        pieces = []
         for j, factor in enumerate(factors):
             if j:
-                piece, separator = factor, printer.separator(factor)
+                pieces.append((printer.separator(factor), factor))
             elif i:
-                piece, separator = f"{sign} {factor}", " "
+                pieces.append((" ", f"{sign} {factor}"))
             else:
-                piece, separator = ("-" if sign == "-" else "") + factor, ""
+                pieces.append(("", ("-" if sign == "-" else "") + factor))
+        term_width = sum(visible_width(p) for _, p in pieces)
+        if current and used + term_width > width:  # the term starts a line of its own
+            lines.append(current)
+            current, used = "", 0
+        for j, (separator, piece) in enumerate(pieces):
             w = visible_width(piece)
-            if current and width + w > LINE_WIDTH:
+            if current and j and used + w > width and term_width > 1.3 * width:
                 lines.append(current)
-                current, width = (piece if not j else r"\cdot " + factor), w
+                current, used = r"\cdot " + piece, w
             else:
-                current, width = current + separator + piece, width + w
+                current, used = (current + separator + piece if current else piece), used + w
     lines.append(current)
-    return fit(lines)
+    return fit(lines, width)
 
 
 def break_sum(printer: LatexPrinter, expr) -> list[str]:
@@ -87,6 +94,6 @@ def _factors(printer: LatexPrinter, term) -> list[str]:
     return factors
 
 
-def fit(lines: list[str]) -> list[str]:
+def fit(lines: list[str], width: int = LINE_WIDTH) -> list[str]:
     """Lines that cannot break (one huge factor) are set smaller rather than overflow."""
-    return [rf"{{\scriptstyle {line}}}" if visible_width(line) > 1.3 * LINE_WIDTH else line for line in lines]
+    return [rf"{{\scriptstyle {line}}}" if visible_width(line) > 1.3 * width else line for line in lines]

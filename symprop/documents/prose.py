@@ -75,21 +75,19 @@ def names(items) -> str:
 def method_intro(method: str, wrt: str, loss: str) -> str:
     """How a derivation by ``method`` proceeds, then what its two kinds of derivatives are."""
     if method == "top-down":
-        first = (rf"We work \emph{{top-down}}, the way backpropagation runs on a computer: start at the loss ${loss}$ "
-                 rf"and walk down against the forward flow. The delta $\frac{{d {loss}}}{{d z_k}}$ of each node is "
-                 "computed once, from the deltas of the nodes it gives input to, then stored and reused for everything "
-                 f"below it. Only the nodes on a path from ${wrt}$ to ${loss}$ are needed.")
+        first = (rf"We work \emph{{top-down}}, as backpropagation runs on a computer: from the loss ${loss}$ down, "
+                 "each node's delta computed once from the deltas of the nodes it gives input to, and stored. Only the "
+                 f"nodes on a path from ${wrt}$ to ${loss}$ are needed.")
     elif method == "bottom-up":
-        first = (rf"We work \emph{{bottom-up}}, the way that is easier by hand: start at the weight ${wrt}$, factor its "
-                 "gradient into the delta of the node it enters and a local partial derivative, then walk up along "
-                 f"the forward flow, one node at a time, until the loss ${loss}$ is reached. Only the nodes on a path "
-                 f"from ${wrt}$ to ${loss}$ are visited.")
+        first = (rf"We work \emph{{bottom-up}}, the way that is easier by hand: factor the gradient of ${wrt}$ into the "
+                 "delta of the node it enters and a local partial derivative, then walk up along the forward flow "
+                 f"until the loss ${loss}$ is reached, visiting only the nodes on a path from ${wrt}$ to ${loss}$.")
     else:
         first = (f"We write the gradient as a sum over all paths from ${wrt}$ up to ${loss}$: each path contributes "
                  "the product of the local partial derivatives along its edges.")
     return first + "\n" + (
-        r"A local partial derivative such as $\frac{\partial z_l}{\partial z_k}$ differentiates the expression of one "
-        rf"node, the other nodes held fixed; a delta $\frac{{d {loss}}}{{d z_k}}$ is the total derivative of the loss.")
+        r"A local partial derivative $\frac{\partial z_l}{\partial z_k}$ differentiates one node's expression; a "
+        rf"delta $\frac{{d {loss}}}{{d z_k}}$ is the total derivative of the loss.")
 
 
 def step_title(rule: str, method: str, node: str | None) -> str:

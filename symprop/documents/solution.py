@@ -18,6 +18,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Mapping
 
@@ -31,11 +32,14 @@ from ..numeric import gradient
 from ..printing import LatexPrinter, latex_number, latex_softmax
 from .environment import environment
 from .figures import network_figure
-from .lines import LINE_WIDTH, break_lines, fit, visible_width
-from .prose import defined_functions, method_intro, rule_sentence, step_sentence, step_title
+from .lines import break_lines, fit, visible_width
+from .prose import defined_functions, method_intro, names, rule_sentence, step_sentence, step_title
 
 __all__ = ["solution_context", "exam_context", "render_solution", "render_exam"]
 
+# A displayed row's parts share a line up to this width (visible characters, see
+# lines.visible_width): the text block holds about 80, the left-hand side takes its share.
+ROW_WIDTH = 64
 # Path lists longer than this are summarised by their count.
 MAX_LISTED_PATHS = 12
 
@@ -82,12 +86,16 @@ def solution_context(net, wrt=None, *, method="top-down", values=None, bind=None
     """The data the solution template receives: plain strings, lists and dicts."""
     doc = _Document(net, values, bind)
     derivations = _derive(net, wrt, method)
+    # every weight top-down: one pass, each delta once (seed 002 §1.7), not one walk per weight
+    single_pass = wrt is None and method == "top-down" and len(derivations) > 1 and \
+        sum(len(d.steps) for d in derivations) <= limits.MAX_DOCUMENT_STEPS * 4
     return {
         "title": title,
         "standalone": standalone,
         "network": doc.network(),
-        "figure": doc.figure([d.wrt for d in derivations]),
-        "derivations": [doc.derivation(d) for d in derivations],
+        "figure": doc.figure([d.wrt for d in derivations] if len(derivations) == 1 else ()),
+        "derivations": [] if single_pass else [doc.derivation(d) for d in derivations],
+        "one_pass": doc.one_pass(derivations) if single_pass else None,
         "table": doc.table(),
         "notes": doc.notes,
     }
@@ -119,14 +127,17 @@ class _Document:
         self.net = net
         self.notes: list[str] = []
         self.softmax_names, self.softmax_defs = _softmax_names(net)
-        self.printer = LatexPrinter({"names": net.display, "softmax_names": self.softmax_names})
+        self.printer = LatexPrinter(self._settings())
         self.given = {net.symbol(s) if isinstance(s, str) else s: v for s, v in (values or {}).items()}
+        self.batch_values = dict(self.given)
         sizes = {len(v) for v in self.given.values() if isinstance(v, (tuple, list))}
         self.batch = max(sizes, default=None)
-        if sizes:  # a batch: a worked solution follows one sample, the first
+        self._stated: set[str] = set()  # rule sentences given once per document
+        if sizes:  # a batch: the chain is worked for one sample, the first, then summed over all
             self.given = {s: v[0] if isinstance(v, (tuple, list)) else v for s, v in self.given.items()}
         self.bind = dict(bind or {})
         self.numbers = self._numbers()
+        self.figure_numbers = False  # whether the figure shows the values and deltas (see figure())
 
     def name(self, symbol) -> str:
         return self.printer.doprint(symbol)
@@ -136,15 +147,19 @@ class _Document:
 
     def lines(self, expr, values=None, product=False) -> list[str]:
         printer = self.printer if values is None else self._value_printer(values)
-        return break_lines(printer, expr, product)
+        return break_lines(printer, expr, product, width=ROW_WIDTH)
 
     def step_lines(self, step, values=None) -> list[str]:
         """A step's right-hand side; a local partial with one chain is one product."""
         product = step.partial is not None and step.partial.is_product
         return self.lines(step.rhs, values, product)
 
+    def _settings(self, values=None) -> dict:
+        return {"names": self.net.display, "softmax_names": self.softmax_names, "params": frozenset(self.net.params),
+                "values": values or {}}
+
     def _value_printer(self, values):
-        return LatexPrinter({"names": self.net.display, "softmax_names": self.softmax_names, "values": values})
+        return LatexPrinter(self._settings(values))
 
     # -- the network
 
@@ -153,15 +168,22 @@ class _Document:
         given = []
         for s in net.leaves:
             if s in self.given:
-                given.append({"name": self.name(s), "number": latex_number(self.given[s]), "role": net.role(s)})
+                v = self.batch_values[s]
+                number = ("(" + r",\allowbreak\ ".join(latex_number(x) for x in v) + ")" if isinstance(v, (tuple, list))
+                          else latex_number(v))
+                given.append({"name": self.name(s), "number": number, "role": net.role(s)})
         generics = sorted({f.base_name for k in net.order for f in _generic_calls(net.nodes[k])})
+        definitions = [{"lhs": self.name(k), "lines": fit([self.math(net.nodes[k])])} for k in net.order]
         return {
             "loss": self.name(net.loss),
-            "definitions": [{"lhs": self.name(k), "lines": fit([self.math(net.nodes[k])])} for k in net.order],
+            "definitions": definitions,
+            # short definitions two to a line, in forward order
+            "definition_pairs": _pairs(definitions) if len(definitions) >= 4 else None,
             "softmax": self.softmax_defs,
             "defined": defined_functions(net.nodes.values(), self.printer),
             "generics": [
-                {"name": self.math(fn.generic(g)(sp.Symbol("u"))).split("\\left")[0], "bound": _bound_name(self.bind.get(g))}
+                {"name": self.math(fn.generic(g)(sp.Symbol("u"))).split("\\left")[0], "bound": _bound_name(self.bind.get(g)),
+                 "rule": self._bound_rule(g)}
                 for g in generics
             ],
             "given": given,
@@ -172,6 +194,18 @@ class _Document:
             "reduction": net.reduction,
         }
 
+    def _bound_rule(self, g) -> str | None:
+        """``g'(u) = 1 - \\tanh^{2}(u) = 1 - z^{2}``: the derivative of the activation g is bound
+        to, and its form in the output z = g(u) when it has one (the form numbers go through)."""
+        if g not in self.bind:
+            return None
+        u = sp.Symbol("u")
+        tex = f"{self.math(fn.generic(g, 1)(u))} = {self.math(sp.diff(fn.activation(self.bind[g])(u), u))}"
+        if g in self._output_forms:
+            z, written = self._output_forms[g]
+            tex += f" = {self.math(written.xreplace({z: sp.Symbol('z')}))}"
+        return tex
+
     # -- one derivation
 
     def derivation(self, d) -> dict:
@@ -181,12 +215,12 @@ class _Document:
             "method": d.method,
             "intro": method_intro(d.method, self.name(d.wrt), self.name(d.target)),
             "method_name": {"top-down": "top-down", "bottom-up": "bottom-up"}.get(d.method, "as a sum over paths"),
-            "users": [self.name(k) for k in d.users],
             "path_count": d.path_count,
-            "groups": None,
+            "blocks": None,
             "left_out": None,  # why the steps are left out, when they are
+            "numbers": [],  # deltas whose numbers come after the walk (bottom-up: known only from the top down)
             "paths": None,
-            "numbers": None,
+            "batch": None,
             "notes": list(d.notes),
         }
         steps = d.steps
@@ -194,41 +228,86 @@ class _Document:
             record["left_out"] = (f"its {len(steps):,} steps are too many to print ({limits.says('MAX_DOCUMENT_STEPS')}); "
                                   "ask for fewer weights or a smaller network")
         else:
-            record["groups"] = self._groups(d, steps)
+            record["blocks"], record["numbers"] = self._blocks(d, _groups(steps))
         record["paths"] = self._paths(d)
         record["notes"] = list(dict.fromkeys(record["notes"] + d.notes))
-        if self.numbers is not None and record["groups"] is not None:
-            record["numbers"] = self._derivation_numbers(d, steps)
+        record["batch"] = self._batch(d.wrt, d.target)
         return record
 
-    def _groups(self, d, steps) -> list[dict]:
-        """Each main step (a delta, the bottom factor) with the local partials it uses."""
-        groups: list[dict] = []
-        for step in steps:
-            if step.rule == "substitute":
-                continue
-            row = {"lhs": self.math(step.lhs), "lines": self.step_lines(step)}
-            if step.rule == "local partial" and groups:
-                groups[-1]["locals"].append(row)
-                for rule in step.because:
-                    sentence = rule_sentence(rule, self.printer)
-                    if sentence not in groups[-1]["because"]:
-                        groups[-1]["because"].append(sentence)
-                continue
-            partials = [x for t in sp.Add.make_args(step.rhs) for x in sp.Mul.make_args(t) if isinstance(x, Partial)]
-            node = None if step.node is None else self.name(step.node)
-            # the nodes this step sums over: consumers of the node, or users of w
-            over = [self.name(p.of) for p in partials]
-            groups.append({
-                **row,
-                "rule": step.rule,
-                "title": step_title(step.rule, d.method, node),
-                "sentence": step_sentence(step.rule, d.method, node, over, self.name(d.wrt), self.name(d.target),
-                                          d.path_count),
-                "locals": [],
-                "because": [],  # why each local partial is what it is: one sentence per rule
-            })
-        return groups
+    def one_pass(self, derivations) -> dict:
+        """Every weight's gradient from one top-down pass (seed 002 §1.7): each delta once,
+        from the loss down, then one line per weight, dE/dw = delta times a local partial."""
+        groups, seen = [], set()
+        for d in derivations:
+            for main, local in _groups(d.steps):
+                if main.rule in ("loss directly", "sum over consumers") and main.lhs not in seen:
+                    seen.add(main.lhs)
+                    groups.append((main, local))
+        # in order of first use: each top-down walk computes a delta after those it uses
+        blocks, _ = self._blocks(None, groups)
+        rows, because = [], []
+        for d in derivations:
+            lhs = Total(d.target, d.wrt)
+            because += self._new_sentences(s for s in d.steps if s.rule == "local partial" and s.partial.wrt == d.wrt)
+            parts = [self.lines(next(s.rhs for s in d.steps if s.lhs == lhs and s.rule != "substitute")),
+                     self.lines(d.in_deltas)]
+            if self.numbers is not None:
+                value = self.numbers["gradient"][d.wrt]
+                parts += [self.lines(self._stage(d.in_deltas, functions=True), values=self._values),
+                          [self._value_text(value, boxed=self.batch is None)]]
+            rows.append(_row(self.math(lhs), parts))
+        return {"blocks": blocks, "weights": rows, "because": because,
+                "batch": [b for d in derivations for b in [self._batch(d.wrt, d.target)] if b]}
+
+    def _blocks(self, d, groups) -> tuple[list[dict], list[dict]]:
+        """The derivation's steps as blocks of display rows: a title, a sentence, the rows and
+        the rules not stated before. A local partial's row carries its numbers to its value; a
+        delta's numbers follow its local partials once every quantity it uses is known, or
+        else come in the returned list, to be shown after the walk."""
+        blocks, deferred, shown = [], [], set()
+        numbers = self.numbers is not None
+        method = "top-down" if d is None else d.method
+        wrt, target = (None, self.net.loss) if d is None else (self.name(d.wrt), self.name(d.target))
+        for main, local in groups:
+            node = None if main.node is None else self.name(main.node)
+            direct = main.rule == "loss directly" and len(local) == 1 and main.rhs == local[0].lhs
+            if direct:  # dE/dz_k = ∂E/∂z_k = formula = numbers = value, one row
+                rows = [_row(self.math(main.lhs), [[self.math(main.rhs)], self.step_lines(local[0]),
+                                                   *self._local_parts(local[0])])]
+                shown.update({main.lhs, main.rhs})
+                previous = blocks[-1] if blocks else None
+                if previous is not None and previous["direct"]:
+                    previous["nodes"].append(node)
+                    previous["rows"] += rows
+                    previous["title"], previous["sentence"] = _direct_words(previous["nodes"], target, method)
+                    continue
+                title, sentence = _direct_words([node], target, method)
+                block = {"direct": True, "nodes": [node], "title": title, "sentence": sentence, "rows": rows}
+            else:
+                partials = [x for t in sp.Add.make_args(main.rhs) for x in sp.Mul.make_args(t) if isinstance(x, Partial)]
+                over = [self.name(p.of) for p in partials]
+                rows = [_row(self.math(main.lhs), [self.step_lines(main)])]
+                for step in local:
+                    rows.append(_row(self.math(step.lhs), [self.step_lines(step), *self._local_parts(step)]))
+                    shown.add(step.lhs)
+                if numbers:
+                    row = self._delta_numbers(main)
+                    needed = {x for x in main.rhs.atoms(Partial, Total)}
+                    if needed <= shown:
+                        rows.append(row)
+                        shown.add(main.lhs)
+                    else:
+                        deferred.append(row)
+                block = {"direct": False, "nodes": [node], "rows": rows,
+                         "title": step_title(main.rule, method, node),
+                         "sentence": step_sentence(main.rule, method, node, over, wrt, target,
+                                                   0 if d is None else d.path_count)}
+            block["because"] = self._new_sentences(local)
+            blocks.append(block)
+        for block in blocks:
+            block.pop("nodes"), block.pop("direct")
+        deferred.reverse()  # walked up, computed coming down
+        return blocks, deferred
 
     def _paths(self, d) -> dict:
         paths = d.paths
@@ -241,7 +320,118 @@ class _Document:
         record["local"] = self.lines(d.in_local_partials)
         return record
 
+    def _new_sentences(self, steps) -> list[str]:
+        """The rule sentences of these local partial steps not yet stated in the document."""
+        new = []
+        for step in steps:
+            for rule in step.because:
+                sentence = rule_sentence(rule, self.printer)
+                if sentence not in self._stated:
+                    self._stated.add(sentence)
+                    new.append(sentence)
+        return new
+
     # -- numbers
+
+    def _local_parts(self, step) -> list[list[str]]:
+        """A local partial at the values, in the stages a hand computation takes: the numbers
+        substituted, each function's argument worked out, the activation's derivative through
+        its rule (``1 - z^2`` at the node's output), each function's value, the result."""
+        if self.numbers is None:
+            return []
+        expr = _replace_in_order(step.rhs, self._node_of_call)
+        value = self._evaluate(step.partial.expr)
+        stages = [expr, self._stage(expr, arguments=True), self._stage(expr, arguments=True, rules=True),
+                  self._stage(expr, functions=True)]
+        parts, last = [], None
+        formula = self.step_lines(step)
+        for stage in stages:
+            lines = self.lines(stage, values=self._values, product=step.partial.is_product)
+            if lines != last and lines != formula:
+                parts.append(lines)
+            last = lines
+        self._values[step.lhs] = value  # for the deltas that use it
+        number = self._value_text(value)
+        if parts and parts[-1] in ([number], [rf"\left({number}\right)"]):
+            parts.pop()
+        return parts + [[number]]
+
+    def _delta_numbers(self, step) -> dict:
+        """A delta (or the gradient) at the values: the known deltas and local partials
+        substituted, then its value (boxed for the gradient asked for)."""
+        if step.lhs.of == self.net.loss and step.lhs.wrt in self.numbers["gradient"]:
+            value = self.numbers["gradient"][step.lhs.wrt]
+            text = self._value_text(value, boxed=self.batch is None)
+        else:
+            text = self._value_text(self.numbers["deltas"][step.lhs.wrt])
+        substituted = self.step_lines(step, {s: v for s, v in self._values.items() if s != step.lhs})
+        return _row(self.math(step.lhs), [substituted, [text]])
+
+    @functools.cached_property
+    def _values(self) -> dict:
+        """Every quantity a document prints a number for: leaves and node values, softmax
+        outputs, local partials, deltas (as Total symbols)."""
+        num = self.numbers
+        values = {**num["point"], **self._softmax_values()}
+        values.update({Total(self.net.loss, k): v for k, v in num["deltas"].items()})
+        values.update({Total(self.net.loss, s): v for s, v in num["gradient"].items()})
+        return values
+
+    def _value_text(self, value, boxed=False) -> str:
+        text = latex_number(value)
+        return rf"\boxed{{{text}}}" if boxed else text
+
+    def _stage(self, expr, arguments=False, rules=False, functions=False):
+        """``expr`` with function calls partly worked out, as dummies that print as numbers:
+        compound arguments by their values, an activation's derivative at a node by its rule in
+        the node's output, or every call by its value (a softmax prints its value already)."""
+        replace = {}
+        for f in sorted(expr.atoms(sp.Function), key=sp.default_sort_key):
+            if isinstance(f, (fn.softmax, Partial, Total)):
+                continue
+            if functions:
+                replace[f] = self._number(f)
+                continue
+            form = self._output_rule(f) if rules else None
+            if form is not None:
+                replace[f] = form
+            elif arguments and any(not a.is_Atom for a in f.args):
+                replace[f] = f.func(*[a if a.is_Atom else self._number(a) for a in f.args])
+        return _replace_in_order(expr, replace) if replace else expr
+
+    def _number(self, expr) -> sp.Dummy:
+        """A symbol that prints as ``expr``'s value."""
+        symbol = sp.Dummy("v")
+        self._values[symbol] = self._evaluate(expr)
+        return symbol
+
+    def _output_rule(self, call):
+        """``1 - z_1^2`` for ``g'(u)`` when g is bound to tanh and node ``z_1 = g(u)``: a bound
+        activation's derivative written in its output, where that output is a node."""
+        if not (isinstance(call, fn.GenericFunction) and call.order == 1 and call.base_name in self.bind):
+            return None
+        node = self._node_of_call.get(fn.generic(call.base_name)(*call.args))
+        form = self._output_forms.get(call.base_name)
+        return None if node is None or form is None else form[1].xreplace({form[0]: node})
+
+    @functools.cached_property
+    def _output_forms(self) -> dict:
+        """For each bound generic, ``(z, f'(u) written in z = f(u))`` when f' has such a form."""
+        forms = {}
+        for name, bound in self.bind.items():
+            u, z = sp.Dummy("u"), sp.Dummy("z")
+            f = fn.activation(bound)
+            derivative = fn.explicit(sp.diff(f(u), u))
+            written = derivative.xreplace({fn.explicit(f(u)): z})
+            if u not in written.free_symbols:
+                forms[name] = (z, written)
+        return forms
+
+    @functools.cached_property
+    def _node_of_call(self) -> dict:
+        """Each node whose expression is one function call, by that call: ``σ(z_1)`` is
+        ``a_1``, ``g(w z + b)`` is ``z_1``; numbers then print the node's value."""
+        return {e: k for k, e in self.net.nodes.items() if isinstance(e, sp.Function) and not isinstance(e, fn.softmax)}
 
     def _numbers(self):
         """Forward values, deltas and gradients from the numeric layer, or None (with a note)."""
@@ -284,49 +474,35 @@ class _Document:
                 out[y] = self._evaluate(y)
         return out
 
-    def _derivation_numbers(self, d, steps) -> list[dict]:
-        """Formula, numbers substituted and value of every step, in the order a hand
-        computation takes: from the loss downward, each delta after its local partials."""
-        num = self.numbers
-        local_value = {
-            s.lhs: self._evaluate(s.partial.expr)
-            for s in steps if s.rule == "local partial"
+    def _batch(self, wrt, target) -> dict | None:
+        """A batch's gradient: each sample's, then the batch formula (a sum, or the mean) with
+        every sample's value, boxed: what ``symprop grad`` prints."""
+        if self.batch is None or self.numbers is None:
+            return None
+        per_sample = []
+        for m in range(self.batch):
+            sample = {s: v[m] if isinstance(v, (tuple, list)) else v for s, v in self.batch_values.items()}
+            result = gradient(self.net, sample, bind=self.bind or None)
+            per_sample.append((float(result.loss), float(result.gradient[wrt])))
+        whole = gradient(self.net, dict(self.batch_values), bind=self.bind or None)
+        M, mean = self.batch, self.net.reduction == "mean"
+        goal, E = self.math(Total(target, wrt)), self.name(target)
+        sample = lambda tex: tex.replace(f"d {E}", f"d {E}^{{(m)}}", 1)  # noqa: E731  dE/dw -> dE^(m)/dw
+        reduce = (rf"\frac{{1}}{{{M}}} \sum_{{m=1}}^{{{M}}} " if mean else rf"\sum_{{m=1}}^{{{M}}} ")
+
+        def listed(numbers):
+            terms = [latex_number(x) for x in numbers]
+            tex = terms[0] + "".join(f" - {t[1:]}" if t.startswith("-") else f" + {t}" for t in terms[1:])
+            return rf"\frac{{1}}{{{M}}}\left({tex}\right)" if mean else tex
+
+        return {
+            "size": M,
+            "mean": mean,
+            "loss": _row(E, [[reduce + f"{E}^{{(m)}}"], [listed(x[0] for x in per_sample)],
+                             [latex_number(float(whole.loss))]]),
+            "gradient": _row(goal, [[reduce + sample(goal)], [listed(x[1] for x in per_sample)],
+                                    [rf"\boxed{{{latex_number(float(whole.gradient[wrt]))}}}"]]),
         }
-        values = {**num["point"], **self._softmax_values(), **local_value}
-        values.update({Total(d.target, k): v for k, v in num["deltas"].items()})
-        if d.method == "bottom-up":  # numbers are computed from the loss down even so
-            steps = derive(self.net, d.wrt, method="top-down").steps
-        groups: list[list] = []
-        for step in steps:
-            if step.rule == "substitute":
-                continue
-            if step.rule == "local partial" and groups:
-                groups[-1].insert(-1, step)
-            else:
-                groups.append([step])
-        rows = []
-        for step in (s for group in groups for s in group):
-            if step.rule == "local partial":
-                value = local_value[step.lhs]
-            elif step.lhs == Total(d.target, d.wrt):
-                value = num["gradient"][d.wrt]
-            else:
-                value = num["deltas"][step.lhs.wrt]
-            formula = self.step_lines(step)
-            substituted = self.step_lines(step, {s: v for s, v in values.items() if s != step.lhs})
-            number = latex_number(value)
-            if substituted in ([number], [rf"\left({number}\right)"]):
-                substituted = None  # "= 0.52 = 0.52" says nothing
-            parts = formula + (substituted or []) + [number]
-            rows.append({
-                "lhs": self.math(step.lhs),
-                "formula": formula,
-                "substituted": substituted,
-                "value": number,
-                # short enough to read as one line: formula = numbers = value
-                "one_line": len(parts) == 2 + (substituted is not None) and sum(map(visible_width, parts)) <= LINE_WIDTH,
-            })
-        return rows
 
     # -- table and figure
 
@@ -348,13 +524,20 @@ class _Document:
              "gradient": latex_number(num["gradient"][s]) if s in num["gradient"] else "", "role": net.role(s)}
             for s in net.inputs + net.params
         ]
-        return {"loss": latex_number(num["loss"]), "nodes": nodes, "outputs": outputs, "leaves": leaves}
+        if self.figure_numbers:  # the figure shows every node's value and delta already
+            nodes = outputs = []
+        columns = 1 if len(leaves) <= 6 else 2 if len(leaves) <= 10 or nodes else 3  # side by side, short
+        height = -(-len(leaves) // columns)
+        parts = [leaves[i:i + height] for i in range(0, len(leaves), height)]
+        return {"loss": latex_number(num["loss"]), "nodes": nodes, "outputs": outputs, "leaves": parts,
+                "sample": self.batch is not None}  # the numbers are the first sample's
 
     def figure(self, highlight=()):
         """The network's figure (:func:`~symprop.documents.figures.network_figure`), or None with a note."""
         figure, note = network_figure(self.net, self.name, self.numbers, highlight)
         if note is not None:
             self.notes.append(note)
+        self.figure_numbers = figure is not None and self.numbers is not None
         return figure
 
 
@@ -387,3 +570,71 @@ def _softmax_names(net):
 
 def _generic_calls(expr):
     return [f for f in expr.atoms(sp.Function) if isinstance(f, fn.GenericFunction)]
+
+
+def _groups(steps) -> list[tuple]:
+    """The steps as (main step, its local partial steps): a delta or the gradient with the
+    local partials its formula uses. The final substitutions are the path forms, shown apart."""
+    groups = []
+    for step in steps:
+        if step.rule == "substitute":
+            continue
+        if step.rule == "local partial" and groups:
+            groups[-1][1].append(step)
+        else:
+            groups.append((step, []))
+    return groups
+
+
+def _row(lhs: str, parts: list[list[str]]) -> dict:
+    """One displayed equation ``lhs = part = part ...``, each part a list of lines (a sum
+    broken between its terms). Parts share a line while it has room: the lines after the
+    first start with ``=`` (the next part) or ``\\quad`` (a part's continuation)."""
+    lines, width = [], ROW_WIDTH + 1
+    for part in parts:
+        for i, piece in enumerate(part):
+            w = visible_width(piece)
+            if i == 0 and len(part) == 1 and lines and width + w + 2 <= ROW_WIDTH:
+                lines[-1] += " = " + piece
+                width += w + 2
+            else:
+                lines.append(("= " if i == 0 else r"\quad ") + piece)
+                width = w
+    lines[0] = lines[0][2:]  # the first line follows "lhs &= "
+    return {"lhs": lhs, "lines": lines}
+
+
+def _pairs(definitions) -> list[list[dict]] | None:
+    """Short one-line definitions two to a line, in forward order (a long one alone)."""
+    short = [len(r["lines"]) == 1 and visible_width(r["lhs"]) + visible_width(r["lines"][0]) <= ROW_WIDTH // 2
+             for r in definitions]
+    pairs, i = [], 0
+    while i < len(definitions):
+        if short[i] and i + 1 < len(definitions) and short[i + 1]:
+            pairs.append(definitions[i:i + 2])
+            i += 2
+        else:
+            pairs.append(definitions[i:i + 1])
+            i += 1
+    return pairs if len(pairs) < len(definitions) else None
+
+
+def _direct_words(nodes: list[str], loss: str, method: str) -> tuple[str, str]:
+    """Title and sentence of the deltas of the nodes the loss uses directly."""
+    if len(nodes) == 1:
+        return step_title("loss directly", method, nodes[0]), step_sentence("loss directly", method, nodes[0], [], "", loss, 0)
+    return (f"The deltas of {names(nodes)}.",
+            f"The loss ${loss}$ depends on each of them directly, so each delta is a local partial derivative of ${loss}$.")
+
+
+def _replace_in_order(expr, mapping: dict):
+    """``expr.xreplace(mapping)`` keeping the order of sums and products as printed
+    (``g'(u) w`` stays in chain order; SymPy would rebuild it as ``w g'(u)``)."""
+    if expr in mapping:
+        return mapping[expr]
+    if not expr.args or isinstance(expr, (Partial, Total)):
+        return expr
+    args = [_replace_in_order(a, mapping) for a in expr.args]
+    if args == list(expr.args):
+        return expr
+    return expr.func(*args, evaluate=False) if expr.is_Add or expr.is_Mul else expr.func(*args)
