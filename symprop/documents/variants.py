@@ -7,6 +7,7 @@ family's digits, each wrong option with the sentence that says which mistake it 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from fractions import Fraction
 
@@ -20,6 +21,7 @@ from ..printing import LatexPrinter, latex_number
 from ..spec import Family
 from .circuit import circuit_context
 from .environment import environment
+from .figures import network_figure
 from .prose import circuit_mistake_sentence, mistake_sentence
 from .solution import solution_context
 
@@ -85,9 +87,11 @@ def variant_context(family: Family, v: Variant, number: str | None = None) -> di
     def given(sample, leaves):
         return [{"name": name(s), "number": decimal_text(sample[s], family.decimals)} for s in leaves]
 
-    samples = []
+    samples, numbers_figure = [], None
     for m, (sample, point, gradient) in enumerate(zip(v.samples, v.points, v.gradients), 1):
         deltas = {k: ev.value(delta_expr(net, k), point) for k in on}
+        if m == 1 and len(v.samples) == 1:  # the figure of the solution: forward values and deltas
+            numbers_figure, _ = network_figure(net, name, {"point": point, "deltas": deltas}, (wrt,))
         values = {s: float(x) for s, x in point.items()}
         values.update({Total(E, k): x for k, x in deltas.items()})
         for f in sorted(derivation.in_deltas.atoms(fn.softmax), key=sp.default_sort_key):
@@ -97,6 +101,9 @@ def variant_context(family: Family, v: Variant, number: str | None = None) -> di
             "given": given(sample, net.inputs + net.targets),
             "nodes": [{"name": name(k), "value": latex_number(point[k], family.digits)} for k in net.order],
             "deltas": [{"name": name(Total(E, k)), "value": latex_number(deltas[k], family.digits)} for k in on if k != E],
+            "rows": [{"name": name(k), "value": latex_number(point[k], family.digits),
+                      "delta": latex_number(deltas[k], family.digits) if k in deltas and k != E else None}
+                     for k in net.order],
             "formula": _source_lines(_printer(net), derivation.in_deltas),
             "substituted": _source_lines(_printer(net, values), derivation.in_deltas),
             "gradient": latex_number(gradient, family.digits),
@@ -107,11 +114,15 @@ def variant_context(family: Family, v: Variant, number: str | None = None) -> di
         for o in v.options
     ] if family.options else []
     network = dict(context["network"], given=[])
+    paths = d["path_count"]
     return {
         "number": number or str(v.index),
         "index": v.index,
         "network": network,
         "figure": context["figure"],
+        "numbers_figure": numbers_figure,
+        "points": _points(family, paths, len(v.samples)),
+        "answer_lines": _answer_lines(len(net.order), len(on), len(v.samples)),
         "derivation": d,
         "goal": d["goal"],
         "wrt": d["wrt"],
@@ -191,6 +202,22 @@ def circuit_variant_context(family: Family, v: CircuitVariant, number: str | Non
     }
 
 
+def _points(family: Family, paths: int, batch: int) -> int:
+    """The points of a question: the family's ``points`` when it gives them, else two for
+    the forward pass and one per path from the weight to the loss (at most ten), one more
+    for each further sample of a batch."""
+    given = getattr(family, "points", None)
+    if given is not None:
+        return given
+    return min(10, 2 + paths) + (batch - 1)
+
+
+def _answer_lines(nodes: int, on_paths: int, batch: int) -> int:
+    """Ruled lines for the work: per sample a line per node value, one per delta, two for
+    the gradient; one more for a batch's sum; at most 32 (a page and a half)."""
+    return min(32, batch * (nodes + on_paths + 2) + (batch > 1))
+
+
 def _why_dropped(why: str, twin, options) -> str:
     """What a left-out mistake gives: the right answer, another option, or no number."""
     if why == "right":
@@ -224,18 +251,39 @@ def render_variants(family: Family, vs: Sequence[Variant], *, combined: bool = F
 
 
 def answer_key_tex(family: Family, vs: Sequence[Variant]) -> str:
-    """The answer key as a LaTeX document (a long table)."""
+    """The answer key as a LaTeX document (a long table). A layered family's network is
+    spelled out in columns (sizes, hidden and output activation, the loss by its name in
+    words); a graph family's bound activations and a circuit's formula get one column."""
     circuit = family.kind == "circuit"
     rows = [
         {"variant": v.index, "question": _printer(q.network).doprint(Total(q.network.loss, q.wrt)),
          "value": latex_number(q.answer, family.digits), "option": q.correct_letter if family.options else "",
-         "architecture": v.architecture,
+         "architecture": v.architecture, "network": None if circuit else _architecture(v.architecture),
          "formula": _circuit_formula(v) if circuit else None}
         for v in vs for q in v.questions
     ]
+    layered = not circuit and all(r["network"] is not None for r in rows)
     template = environment().get_template("exam_variant_key.tex.j2")
     return template.render(title=family.title, family=family.name, rows=rows, options=bool(family.options),
-                           circuit=circuit, count=len(vs))
+                           circuit=circuit, layered=layered, count=len(vs))
+
+
+_ARCHITECTURE = re.compile(r"(?P<sizes>\d+(?:-\d+)+), hidden (?P<hidden>\S+), output (?P<output>\S+), loss (?P<loss>\S+)")
+
+
+def _architecture(text: str) -> dict | None:
+    """A layered variant's network (``"2-3-2, hidden tanh, output sigmoid, loss half_sse"``,
+    as :mod:`symprop.exam` names it) in parts, the loss by its name in words (``half
+    squared error``), or None for any other text (a graph family's bound activations)."""
+    match = _ARCHITECTURE.fullmatch(text)
+    if match is None:
+        return None
+    parts = match.groupdict()
+    record = fn.BUILTINS.get(parts["loss"])
+    rule = getattr(record, "loss", None)
+    parts["loss"] = rule.title if rule is not None else parts["loss"].replace("_", " ")
+    parts["sizes"] = parts["sizes"].replace("-", "--")
+    return parts
 
 
 def _circuit_formula(v: CircuitVariant) -> str:
