@@ -100,6 +100,7 @@ class Variant:
     options: tuple[Option, ...]
     dropped: tuple[tuple[Mistake, str, Mistake | None], ...]
     tries: int
+    layers: dict | None = None  # a layered family's choices: sizes, hidden, output, loss (names)
 
     @property
     def batch_mean(self) -> bool:
@@ -163,7 +164,8 @@ class _Generator:
 
     # -- architecture
 
-    def network(self, rng) -> tuple[Network, str]:
+    def network(self, rng) -> tuple[Network, str, dict | None]:
+        """A drawn network, its architecture as text, and a layered family's choices."""
         fam = self.family
         if fam.layered is not None:
             pick = {k: v[int(rng.integers(len(v)))] for k, v in fam.layered.items()}
@@ -175,13 +177,13 @@ class _Generator:
                           form=pick["form"], reduction=pick["reduction"])
                 self._networks[key] = net
             text = "-".join(map(str, pick["sizes"])) + f", hidden {pick['hidden']}, output {pick['output']}, loss {pick['loss']}"
-            return self._networks[key], text
+            return self._networks[key], text, {k: pick[k] for k in ("sizes", "hidden", "output", "loss")}
         pick = {g: v[int(rng.integers(len(v)))] for g, v in fam.activations.items()}
         key = tuple(sorted((g, a.name) for g, a in pick.items()))
         if key not in self._networks:
             self._networks[key] = _bind_network(fam.graph.network, pick)
         text = ", ".join(f"{g} = {a}" for g, a in key) or "fixed graph"
-        return self._networks[key], text
+        return self._networks[key], text, None
 
     def analysis(self, net, wrt):
         """Per (network, weight): the right gradient, the mistakes and the checks to run."""
@@ -241,7 +243,7 @@ class _Generator:
         reason, clock = "", _Clock(fam, index)
         for tries in range(1, fam.max_tries + 1):
             clock.check(tries, reason)
-            net, architecture = self.network(rng)
+            net, architecture, layers = self.network(rng)
             candidates = [p for p in net.params if any(fnmatch.fnmatchcase(p.name, pat) for pat in fam.wrt)]
             if not candidates:
                 raise ExamError(f"{fam.file}: [family] wrt: no parameter of the network ({architecture}) "
@@ -250,7 +252,7 @@ class _Generator:
             params = self.sample(net, rng, per_sample=False)
             samples = tuple({**self.sample(net, rng, per_sample=True), **params} for _ in range(fam.batch))
             try:
-                return self._finish(rng, seed, index, net, wrt, architecture, samples, tries)
+                return self._finish(rng, seed, index, net, wrt, (architecture, layers), samples, tries)
             except _Rejected as why:
                 reason = str(why)
         raise ExamError(
@@ -284,7 +286,9 @@ class _Generator:
         options = tuple(
             Option(_letter(i), entries[j][0], entries[j][1]) for i, j in enumerate(int(o) for o in order)
         )
-        return Variant(index, seed, net, wrt, architecture, samples, points, gradients, answer, options, tuple(dropped), tries)
+        text, layers = architecture
+        return Variant(index, seed, net, wrt, text, samples, points, gradients, answer, options, tuple(dropped), tries,
+                       layers)
 
     def _check(self, net, checks, ev, point):
         allow = self.family.allow

@@ -7,7 +7,6 @@ family's digits, each wrong option with the sentence that says which mistake it 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from fractions import Fraction
 
@@ -258,7 +257,7 @@ def answer_key_tex(family: Family, vs: Sequence[Variant]) -> str:
     rows = [
         {"variant": v.index, "question": _printer(q.network).doprint(Total(q.network.loss, q.wrt)),
          "value": latex_number(q.answer, family.digits), "option": q.correct_letter if family.options else "",
-         "architecture": v.architecture, "network": None if circuit else _architecture(v.architecture),
+         "architecture": v.architecture, "network": None if circuit else _architecture(v.layers),
          "formula": _circuit_formula(v) if circuit else None}
         for v in vs for q in v.questions
     ]
@@ -268,22 +267,15 @@ def answer_key_tex(family: Family, vs: Sequence[Variant]) -> str:
                            circuit=circuit, layered=layered, count=len(vs))
 
 
-_ARCHITECTURE = re.compile(r"(?P<sizes>\d+(?:-\d+)+), hidden (?P<hidden>\S+), output (?P<output>\S+), loss (?P<loss>\S+)")
-
-
-def _architecture(text: str) -> dict | None:
-    """A layered variant's network (``"2-3-2, hidden tanh, output sigmoid, loss half_sse"``,
-    as :mod:`symprop.exam` names it) in parts, the loss by its name in words (``half
-    squared error``), or None for any other text (a graph family's bound activations)."""
-    match = _ARCHITECTURE.fullmatch(text)
-    if match is None:
+def _architecture(layers: dict | None) -> dict | None:
+    """A layered variant's network in parts for the key's columns (sizes, hidden and output
+    activation, the loss by its name in words: ``half squared error``); None otherwise."""
+    if layers is None:
         return None
-    parts = match.groupdict()
-    record = fn.BUILTINS.get(parts["loss"])
+    record = fn.BUILTINS.get(layers["loss"])
     rule = getattr(record, "loss", None)
-    parts["loss"] = rule.title if rule is not None else parts["loss"].replace("_", " ")
-    parts["sizes"] = parts["sizes"].replace("-", "--")
-    return parts
+    return {"sizes": "--".join(map(str, layers["sizes"])), "hidden": layers["hidden"], "output": layers["output"],
+            "loss": rule.title if rule is not None else layers["loss"].replace("_", " ")}
 
 
 def _circuit_formula(v: CircuitVariant) -> str:
