@@ -18,7 +18,7 @@ from ..exam import CircuitVariant, Variant
 from ..numeric import Evaluator
 from ..printing import LatexPrinter, latex_number
 from ..spec import Family
-from .circuit import circuit_context
+from .circuit import circuit_context, circuit_formula, circuit_names
 from .environment import environment
 from .figures import network_figure
 from .prose import circuit_mistake_sentence, mistake_sentence
@@ -162,7 +162,7 @@ def circuit_variant_context(family: Family, v: CircuitVariant, number: str | Non
     ('\\frac{d f}{d z}', ['a sign error: the gradient taken with the wrong sign'])
     """
     net = v.circuit.network
-    printer = _printer(net)
+    printer = LatexPrinter({"names": circuit_names(net)})  # w0 as w_{0}, as the circuit's figure writes it
     name = printer.doprint
     c = circuit_context(v.flow, digits=family.digits)
     exact = {name(s): decimal_text(x, family.decimals) for s, x in v.values.items()}
@@ -255,7 +255,8 @@ def answer_key_tex(family: Family, vs: Sequence[Variant]) -> str:
     words); a graph family's bound activations and a circuit's formula get one column."""
     circuit = family.kind == "circuit"
     rows = [
-        {"variant": v.index, "question": _printer(q.network).doprint(Total(q.network.loss, q.wrt)),
+        {"variant": v.index, "question": LatexPrinter({"names": circuit_names(q.network) if circuit else q.network.display})
+         .doprint(Total(q.network.loss, q.wrt)),
          "value": latex_number(q.answer, family.digits), "option": q.correct_letter if family.options else "",
          "architecture": v.architecture, "network": None if circuit else _architecture(v.layers),
          "formula": _circuit_formula(v) if circuit else None}
@@ -279,5 +280,6 @@ def _architecture(layers: dict | None) -> dict | None:
 
 
 def _circuit_formula(v: CircuitVariant) -> str:
-    name = _printer(v.network).doprint
-    return f"{name(v.circuit.output)} = {name(v.circuit.source)}"
+    """The circuit's formula as staged (as written), for the key."""
+    printer = LatexPrinter({"names": circuit_names(v.network)})
+    return "; ".join(f"{lhs} = {rhs}" for lhs, rhs in circuit_formula(v.circuit, printer))
