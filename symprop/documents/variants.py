@@ -47,7 +47,7 @@ def plain_number(x: float, digits: int) -> str:
 
 
 def _printer(net, values=None):
-    settings = {"names": net.display}
+    settings = {"names": net.display, "params": frozenset(net.params)}  # w a + b, as the texts write it
     if values:
         settings["values"] = values
     return LatexPrinter(settings)
