@@ -6,12 +6,13 @@ Positions are computed here, in cm; the templates draw them with TikZ.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 
 import sympy as sp
 
 from ..printing import latex_number
+from .geometry import CM, Box, Circle, Segment, distance_to_segment
+from .geometry import label_size as _label_size  # under its old name, which the tests read
 
 __all__ = ["network_figure", "network_figure_overlaps", "circuit_figure", "circuit_clashes", "MAX_FIGURE_NODES",
            "MAX_FIGURE_GATES"]
@@ -90,9 +91,8 @@ def network_figure(net, name: Callable, num, highlight=()) -> tuple[dict | None,
 _NETWORK_SPACINGS = ((1, 1), (1.2, 1), (1.2, 1.2), (1.4, 1.2), (1.4, 1.4), (1.6, 1.4))
 # Font sizes in pt (an 11 pt document: \small node names, \scriptsize labels), cm per pt,
 # the radius of a node's circle (minimum size=8mm) and the room kept free around a label.
-_NAME_PT, _LABEL_PT, _CM = 10.0, 8.0, 2.54 / 72.27
+_NAME_PT, _LABEL_PT = 10.0, 8.0
 _RADIUS, _GAP = 0.4, 0.05
-_INNER = 1.0 * _CM  # a label's inner sep: 1pt
 # A node's value and delta are shifted sideways by one of these (cm), the smallest that fits;
 # a weight sits at one of these fractions of the way along its edge.
 _SHIFTS = (0.0, 0.3, -0.3, 0.55, -0.55, 0.8, -0.8)
@@ -129,7 +129,7 @@ def _place_network_labels(nodes: list[dict], edges: list[dict]) -> bool:
         for t in _ALONG:
             x, y = x0 + t * (x1 - x0), y0 + t * (y1 - y0)
             w, h = _label_size(e["label"], _LABEL_PT)
-            cands.append((abs(t - prefer), f"{x:.2f}, {y:.2f}", _box(float(f"{x:.2f}"), float(f"{y:.2f}"), w, h)))
+            cands.append((abs(t - prefer), f"{x:.2f}, {y:.2f}", Box(float(f"{x:.2f}"), float(f"{y:.2f}"), w / 2, h / 2)))
         items.append((e, "at", cands, i))
     # candidates that no edge (but a weight's own) crosses and that stay clear of every node
     options = []
@@ -148,7 +148,7 @@ def _place_network_labels(nodes: list[dict], edges: list[dict]) -> bool:
             budget[0] -= 1
             if budget[0] < 0:
                 return False
-            if all(not _boxes_meet(cand[2], c[2]) for c in chosen.values()):
+            if all(not cand[2].hits(c[2], 2 * _GAP) for c in chosen.values()):
                 chosen[i] = cand
                 if search(depth + 1):
                     return True
@@ -186,166 +186,53 @@ def network_figure_overlaps(figure: dict) -> list[str]:
     for i, e in enumerate(figure["edges"]):
         if e.get("label") is not None:
             x, y = (float(v) for v in e["at"].split(","))
-            labels.append((f"weight ${e['label']}$", _box(x, y, *_label_size(e["label"], _LABEL_PT)), i))
+            w, h = _label_size(e["label"], _LABEL_PT)
+            labels.append((f"weight ${e['label']}$", Box(x, y, w / 2, h / 2), i))
     found = []
     for a, (what, box, own) in enumerate(labels):
         for other, box2, _ in labels[a + 1:]:
-            if _boxes_meet(box, box2):
+            if box.hits(box2, 2 * _GAP):
                 found.append(f"{what} overlaps {other}")
-        for i, (p, q) in enumerate(geometry.segments):
-            if i != own and _segment_meets_box(p, q, _grow(box, _GAP)):
+        for i, segment in enumerate(geometry.segments):
+            if i != own and segment.hits(box, _GAP):
                 e = figure["edges"][i]
                 found.append(f"edge {e['source']}->{e['target']} crosses {what}")
         for n in figure["nodes"]:
-            if _circle_meets_box(geometry.centre[n["id"]], geometry.radius[n["id"]] + (_GAP if n["id"] != own else -0.01), box):
+            if geometry.circle[n["id"]].hits(box, _GAP if n["id"] != own else -0.01):
                 found.append(f"{what} lies on node ${n['label']}$")
     return found
 
 
 class _NetworkGeometry:
-    """Node centres and radii, and each edge as the segment between the circles (cm)."""
+    """Node centres and circles, and each edge as the segment between the circles (cm)."""
 
     def __init__(self, nodes, edges):
         self.centre = {n["id"]: (float(n["x"]), float(n["y"])) for n in nodes}
-        self.radius = {}
+        self.circle = {}
         for n in nodes:
             w, h = _label_size(n["label"], _NAME_PT)
-            self.radius[n["id"]] = max(_RADIUS, math.hypot(w / 2, h / 2))
+            self.circle[n["id"]] = Circle(*self.centre[n["id"]], max(_RADIUS, math.hypot(w / 2, h / 2)))
         self.segments = []
         for e in edges:
             (x0, y0), (x1, y1) = self.centre[e["source"]], self.centre[e["target"]]
             length = math.hypot(x1 - x0, y1 - y0) or 1.0
             ux, uy = (x1 - x0) / length, (y1 - y0) / length
-            r0, r1 = self.radius[e["source"]], self.radius[e["target"]]
-            self.segments.append(((x0 + r0 * ux, y0 + r0 * uy), (x1 - r1 * ux, y1 - r1 * uy)))
+            r0, r1 = self.circle[e["source"]].r, self.circle[e["target"]].r
+            self.segments.append(Segment((x0 + r0 * ux, y0 + r0 * uy), (x1 - r1 * ux, y1 - r1 * uy)))
 
     def node_label_box(self, node, text, side, shift, away=0.0):
         """The box of a node's value (``side`` 1: above) or delta (-1: below), ``shift`` cm
         right and ``away`` cm further from the node than it would touch."""
-        x, y = self.centre[node["id"]]
+        circle = self.circle[node["id"]]
         w, h = _label_size(text, _LABEL_PT)
-        return _box(x + shift, y + side * (self.radius[node["id"]] + away + h / 2), w, h)
+        return Box(circle.x + shift, circle.y + side * (circle.r + away + h / 2), w / 2, h / 2)
 
     def clear(self, box, own=None) -> bool:
         """Whether no edge but ``own`` (an edge's index) crosses ``box`` and no node's circle
         meets it (nor comes near, unless it is ``own``, the node the box labels)."""
-        grown = _grow(box, _GAP)
-        if any(i != own and _segment_meets_box(p, q, grown) for i, (p, q) in enumerate(self.segments)):
+        if any(i != own and segment.hits(box, _GAP) for i, segment in enumerate(self.segments)):
             return False
-        return not any(_circle_meets_box(c, self.radius[k] + (_GAP if k != own else -0.01), box) for k, c in self.centre.items())
-
-
-def _box(x, y, w, h):
-    return (x - w / 2, y - h / 2, x + w / 2, y + h / 2)
-
-
-def _grow(box, by):
-    return (box[0] - by, box[1] - by, box[2] + by, box[3] + by)
-
-
-def _boxes_meet(a, b, gap=2 * _GAP) -> bool:
-    """Whether two boxes come closer than ``gap`` (labels keep this far apart, to read apart)."""
-    return a[0] < b[2] + gap and b[0] < a[2] + gap and a[1] < b[3] + gap and b[1] < a[3] + gap
-
-
-def _circle_meets_box(c, r, box) -> bool:
-    dx = max(box[0] - c[0], 0.0, c[0] - box[2])
-    dy = max(box[1] - c[1], 0.0, c[1] - box[3])
-    return dx * dx + dy * dy < r * r
-
-
-def _segment_meets_box(p, q, box) -> bool:
-    """Whether the segment from ``p`` to ``q`` passes through the box (Liang-Barsky clipping)."""
-    t0, t1 = 0.0, 1.0
-    dx, dy = q[0] - p[0], q[1] - p[1]
-    for d, lo, hi, v in ((dx, box[0], box[2], p[0]), (dy, box[1], box[3], p[1])):
-        if d == 0:
-            if not lo < v < hi:
-                return False
-            continue
-        a, b = (lo - v) / d, (hi - v) / d
-        t0, t1 = max(t0, min(a, b)), min(t1, max(a, b))
-        if t0 >= t1:
-            return False
-    return True
-
-
-# Widths in em of the characters of math text (Computer/Latin Modern, rounded up); a
-# subscript or superscript is set at 70 % of its base's size, its characters relatively wider.
-_EM = {**dict.fromkeys("0123456789", 0.52), **dict.fromkeys("()[]", 0.42), **dict.fromkeys(",.;:!'", 0.32),
-       **dict.fromkeys("+=<>", 1.25), "-": 0.82, "|": 0.32, "/": 0.52, "*": 0.52,
-       **dict.fromkeys("ijlt", 0.42), **dict.fromkeys("fr", 0.52), **dict.fromkeys("mw", 0.9), "W": 1.12, "M": 1.0}
-_ACCENTS = {"hat", "bar", "tilde", "vec", "dot", "ddot", "widehat", "widetilde", "overline"}
-_STYLES = {"mathrm", "mathbf", "mathit", "mathsf", "mathtt", "mathcal", "boldsymbol", "operatorname", "text",
-           "textrm", "textit", "textbf", "texttt", "left", "right", "big", "Big", "displaystyle", "scriptstyle"}
-_SPACES = {",": 0.17, ":": 0.22, ";": 0.28, " ": 0.33, "quad": 1.0, "qquad": 2.0, "!": 0.0}
-
-
-def _label_size(tex: str, pt: float) -> tuple[float, float]:
-    """Width and height (cm) of math text set at ``pt``: a generous estimate from its characters."""
-    width, up, down = _measure(tex, pt)
-    return (width * 1.03 + 2 * _INNER / _CM) * _CM, (pt * 0.97 + up + down) * 1.04 * _CM + 2 * _INNER
-
-
-def _measure(tex: str, pt: float) -> tuple[float, float, float]:
-    """Width (pt) of ``tex`` and how far (pt) its scripts reach above and below the base line's box."""
-    width = up = down = 0.0
-    scale = 1.0 if pt >= 9 else 1.08  # small sizes are set relatively wider
-    i = 0
-    while i < len(tex):
-        c = tex[i]
-        if c in "^_":
-            sup = sub = 0.0
-            while i < len(tex) and tex[i] in "^_":
-                kind = tex[i]
-                arg, i = _argument(tex, i + 1)
-                w, u, d = _measure(arg, max(pt * 0.7, 5.0))
-                if kind == "^":
-                    sup, up = max(sup, w), max(up, pt * 0.37 + u)
-                else:
-                    sub, down = max(sub, w), max(down, pt * 0.3 + d)
-            width += max(sup, sub)
-            continue
-        if c == "\\":
-            j = i + 1
-            while j < len(tex) and tex[j].isalpha():
-                j += 1
-            command = tex[i + 1:j] if j > i + 1 else tex[i + 1:i + 2]
-            i = max(j, i + 2)
-            if command in _ACCENTS:
-                up = max(up, pt * 0.15)
-            elif command in _SPACES:
-                width += _SPACES[command] * pt
-            elif command not in _STYLES:
-                width += (0.6 if len(command) == 1 else 0.85) * pt * scale  # an escaped character or a symbol
-            continue
-        i += 1
-        if c in "{} ~" or c.isspace():
-            continue
-        em = _EM.get(c, 0.8 if c.isupper() else 0.62)
-        width += em * pt * scale
-    return width, up, down
-
-
-def _argument(tex: str, i: int) -> tuple[str, int]:
-    """The argument starting at ``tex[i]``: a braced group, a command or one character."""
-    if i >= len(tex):
-        return "", i
-    if tex[i] == "{":
-        depth, j = 0, i
-        while j < len(tex):
-            depth += {"{": 1, "}": -1}.get(tex[j], 0)
-            if depth == 0:
-                return tex[i + 1:j], j + 1
-            j += 1
-        return tex[i + 1:], len(tex)
-    if tex[i] == "\\":
-        j = i + 1
-        while j < len(tex) and tex[j].isalpha():
-            j += 1
-        j = max(j, i + 2)
-        return tex[i:j], j
-    return tex[i], i + 1
+        return not any(circle.hits(box, _GAP if k != own else -0.01) for k, circle in self.circle.items())
 
 
 def _edge_weight(net, source, target):
@@ -375,13 +262,11 @@ _C_LANE = 0.9
 # Font sizes (pt) the template sets: node text \small, wire labels \scriptsize, gate names
 # \footnotesize (in an 11pt document).
 NODE_PT, LABEL_PT, NAME_PT = 10.0, 8.0, 9.0
-_C_CM = 2.54 / 72.27  # one pt in cm
 # inner sep (pt) of a wire label and of a gate name, as in the template's styles
 LABEL_SEP, NAME_SEP = 1.5, 1.0
 # An exam's answer box on a wire, in cm: room for "-0.1966" written by hand.
 BOX_WIDTH, BOX_HEIGHT = 1.7, 0.65
-# The least room (cm) between a label and anything else, and its offsets from its wire.
-_C_GAP = 0.05
+# A label's offsets (cm) from its wire (the least room around it is _GAP, as in a network).
 _C_OFFSETS = (0.08, 0.2, 0.35, 0.5, 0.65, 0.8, 1.0, 1.2)
 # Where along its wire a label may go (fractions, tried in turn; a wire that fans out
 # prefers its far end, where it has parted from its siblings).
@@ -493,13 +378,13 @@ def _circuit_layout(c, text, dx, dy, boxes) -> dict:
     # the shapes: gates are circles, variables and the output text boxes
     shape = {}
     for s in leaves:
-        w, h = _text_size(text["name"][s], NODE_PT, 2.0)
-        shape[s] = _Box(*centre[s], w / 2, h / 2)
+        w, h = _label_size(text["name"][s], NODE_PT, 2.0)
+        shape[s] = Box(*centre[s], w / 2, h / 2)
     for g in drawn:
-        w, h = _text_size(text["label"][g.symbol], NODE_PT, 1.0)
-        shape[g.symbol] = _Circle(*centre[g.symbol], max(_C_GATE_MIN_R, math.hypot(w, h) / 2 + 0.8 * _C_CM))
-    w, h = _text_size(text["name"][out], NODE_PT, 2.0)
-    shape["out"] = _Box(*centre["out"], w / 2, h / 2)
+        w, h = _label_size(text["label"][g.symbol], NODE_PT, 1.0)
+        shape[g.symbol] = Circle(*centre[g.symbol], max(_C_GATE_MIN_R, math.hypot(w, h) / 2 + 0.8 * CM))
+    w, h = _label_size(text["name"][out], NODE_PT, 2.0)
+    shape["out"] = Box(*centre["out"], w / 2, h / 2)
 
     # the wires: straight, or along a lane above (below) the circuit when the straight line
     # would pass through another node
@@ -525,42 +410,43 @@ def _circuit_layout(c, text, dx, dy, boxes) -> dict:
         pts[0] = _trim(shape[w["source"]], pts[0], pts[1])
         pts[-1] = _trim(shape[w["target"]], pts[-1], pts[-2])
         w["visible"] = pts
-        segments.extend(_Segment(p, q) for p, q in zip(pts, pts[1:]))
+        segments.extend(Segment(p, q) for p, q in zip(pts, pts[1:]))
     taken = list(shape.values()) + segments
     def free(item):
-        return not any(item.hits(o) for o in taken)
+        return not any(item.hits(o, _GAP) for o in taken)
 
     # a gate's name above its circle (or below, or beside, where no wire passes); a fan-out's
     # total (solutions only) below a gate or left of a variable
     names, totals = {}, {}
     for g in drawn:
         circle = shape[g.symbol]
-        w, h = _text_size(text["name"][g.symbol], NAME_PT, NAME_SEP)
-        r = circle.r + _C_GAP + 0.01
+        w, h = _label_size(text["name"][g.symbol], NAME_PT, NAME_SEP)
+        r = circle.r + _GAP + 0.01
         spots = [(sx, sy) for sy in (r + h / 2, -r - h / 2) for sx in (0, 0.3, -0.3, 0.5, -0.5)]
         spots += [(-r - w / 2 + 0.1, r + h / 2 - 0.05), (r + w / 2 - 0.1, r + h / 2 - 0.05), (0, r + h / 2 + 0.25)]
-        found = next((b for b in (_Box(circle.x + sx, circle.y + sy, w / 2, h / 2) for sx, sy in spots) if free(b)), None)
+        found = next((b for b in (Box(circle.x + sx, circle.y + sy, w / 2, h / 2) for sx, sy in spots) if free(b)), None)
         if found is None:
-            found = _Box(circle.x, circle.y + r + h / 2, w / 2, h / 2)
+            found = Box(circle.x, circle.y + r + h / 2, w / 2, h / 2)
         names[g.symbol] = found
         taken.append(found)
     if not boxes:
         for s, total in text["total"].items():
-            w, h = _text_size(r"\Sigma\," + total, LABEL_PT, LABEL_SEP)
+            w, h = _label_size(r"\Sigma\," + total, LABEL_PT, LABEL_SEP)
             node = shape[s]
-            if isinstance(node, _Circle):
-                spots = [(node.x, node.y - node.r - h / 2 - _C_GAP - 0.01), (node.x + node.r + w / 2, node.y - node.r - h / 2)]
+            if isinstance(node, Circle):
+                spots = [(node.x, node.y - node.r - h / 2 - _GAP - 0.01), (node.x + node.r + w / 2, node.y - node.r - h / 2)]
             else:
                 spots = [(node.x - node.hw - w / 2 - 0.05, node.y), (node.x, node.y - node.hh - h / 2 - 0.05)]
-            found = next((b for b in (_Box(x, y_, w / 2, h / 2) for x, y_ in spots) if free(b)), None)
+            found = next((b for b in (Box(x, y_, w / 2, h / 2) for x, y_ in spots) if free(b)), None)
             if found is None:
-                found = _Box(*spots[0], w / 2, h / 2)
+                found = Box(*spots[0], w / 2, h / 2)
             totals[s] = found
             taken.append(found)
 
     # the labels, the most cramped wires first: the value on the upper side of the wire, the
     # gradient (or the exam's box) on the lower side, each as close to its wire as it can be
-    # where it meets nothing; where that finds no room, the other way round
+    # where it meets nothing (a value within 0.35 cm of it, a gradient 0.5 cm, a box 1.2 cm);
+    # where that finds no room, the other way round
     def visible_length(w):
         p, q = _labelled_segment(w)
         return math.dist(p, q)
@@ -572,11 +458,11 @@ def _circuit_layout(c, text, dx, dy, boxes) -> dict:
         nx, ny = -uy / length, ux / length
         if ny < 0 or (ny == 0 and nx > 0):
             nx, ny = -nx, -ny
-        value_size = _text_size(w["value"], LABEL_PT, LABEL_SEP)
+        value_size = _label_size(w["value"], LABEL_PT, LABEL_SEP)
         if boxes and w["target"] != "out":
             gradient_size, reach = (BOX_WIDTH, BOX_HEIGHT), _C_OFFSETS
         else:
-            gradient_size, reach = _text_size(w["gradient"], LABEL_PT, LABEL_SEP), _C_OFFSETS[:3]
+            gradient_size, reach = _label_size(w["gradient"], LABEL_PT, LABEL_SEP), _C_OFFSETS[:4]
         ts = _C_ALONG_FAN if w["fan"] else _C_ALONG
         chosen = None
         for side in (1, -1):
@@ -584,7 +470,7 @@ def _circuit_layout(c, text, dx, dy, boxes) -> dict:
             value = _first_free(p0, (ux, uy), ts, _C_OFFSETS[:3], up, value_size, free)
             if value is None:
                 continue
-            gradient = _first_free(p0, (ux, uy), ts, reach, down, gradient_size, lambda b: free(b) and not b.hits(value))
+            gradient = _first_free(p0, (ux, uy), ts, reach, down, gradient_size, lambda b: free(b) and not b.hits(value, _GAP))
             if gradient is not None:
                 chosen = value, gradient
                 break
@@ -615,7 +501,7 @@ def _circuit_layout(c, text, dx, dy, boxes) -> dict:
         "value": w["value"], "gradient": w["gradient"],
         "value_at": at(w["value_box"]), f"{kind}_at": at(w["gradient_box"]),
     } for w in wires]
-    items = [o for o in taken if not isinstance(o, _Segment)]
+    items = [o for o in taken if not isinstance(o, Segment)]
     left = min(o.x - o.extent[0] for o in items)
     right = max(o.x + o.extent[0] for o in items)
     low = min(o.y - o.extent[1] for o in items)
@@ -662,11 +548,11 @@ def _labelled_segment(w):
     return pts[0], pts[1]
 
 
-def _beside(p, n, size, offset) -> _Box:
+def _beside(p, n, size, offset) -> Box:
     """A box of ``size`` on the side ``n`` of a line through ``p``, ``offset`` cm from it."""
     hw, hh = size[0] / 2, size[1] / 2
     d = offset + hw * abs(n[0]) + hh * abs(n[1])
-    return _Box(p[0] + n[0] * d, p[1] + n[1] * d, hw, hh)
+    return Box(p[0] + n[0] * d, p[1] + n[1] * d, hw, hh)
 
 
 def _first_free(p0, u, ts, offsets, n, size, ok):
@@ -687,7 +573,7 @@ def _trim(node, p, q):
     """Where the straight line from ``p`` (the centre of ``node``) towards ``q`` leaves it."""
     ux, uy = q[0] - p[0], q[1] - p[1]
     length = math.hypot(ux, uy) or 1.0
-    if isinstance(node, _Circle):
+    if isinstance(node, Circle):
         r = node.r
     else:
         r = min(node.hw / abs(ux / length) if ux else math.inf, node.hh / abs(uy / length) if uy else math.inf)
@@ -695,147 +581,6 @@ def _trim(node, p, q):
     return p[0] + ux / length * r, p[1] + uy / length * r
 
 
-class _Box:
-    """An axis-parallel box: centre and half sizes, in cm."""
-
-    def __init__(self, x, y, hw, hh):
-        self.x, self.y, self.hw, self.hh = x, y, hw, hh
-
-    @property
-    def extent(self):
-        return self.hw, self.hh
-
-    def hits(self, other, gap=_C_GAP) -> bool:
-        if isinstance(other, _Box):
-            return abs(self.x - other.x) < self.hw + other.hw + gap and abs(self.y - other.y) < self.hh + other.hh + gap
-        if isinstance(other, _Circle):
-            dx = max(abs(other.x - self.x) - self.hw, 0.0)
-            dy = max(abs(other.y - self.y) - self.hh, 0.0)
-            return math.hypot(dx, dy) < other.r + gap
-        return other.hits(self, gap)
-
-
-class _Circle:
-    def __init__(self, x, y, r):
-        self.x, self.y, self.r = x, y, r
-
-    @property
-    def extent(self):
-        return self.r, self.r
-
-    def hits(self, other, gap=_C_GAP) -> bool:
-        if isinstance(other, _Circle):
-            return math.dist((self.x, self.y), (other.x, other.y)) < self.r + other.r + gap
-        if isinstance(other, _Box):
-            return other.hits(self, gap)
-        return other.hits(self, gap)
-
-
-class _Segment:
-    """A drawn stretch of wire."""
-
-    def __init__(self, p, q):
-        self.p, self.q = p, q
-
-    def hits(self, other, gap=_C_GAP) -> bool:
-        if isinstance(other, _Circle):
-            return _point_segment((other.x, other.y), self.p, self.q) < other.r + gap
-        if isinstance(other, _Box):
-            return _segment_box(self.p, self.q, other.x - other.hw - gap, other.x + other.hw + gap,
-                                other.y - other.hh - gap, other.y + other.hh + gap)
-        return False
-
-
-def _point_segment(p, a, b) -> float:
-    (px, py), (ax, ay), (bx, by) = p, a, b
-    dx, dy = bx - ax, by - ay
-    t = max(0.0, min(1.0, ((px - ax) * dx + (py - ay) * dy) / ((dx * dx + dy * dy) or 1.0)))
-    return math.hypot(px - ax - t * dx, py - ay - t * dy)
-
-
-def _segment_box(p, q, x0, x1, y0, y1) -> bool:
-    """Whether the segment ``p``-``q`` meets the box [x0, x1] x [y0, y1] (Liang-Barsky)."""
-    lo, hi = 0.0, 1.0
-    dx, dy = q[0] - p[0], q[1] - p[1]
-    for d, near, far in ((dx, x0 - p[0], x1 - p[0]), (dy, y0 - p[1], y1 - p[1])):
-        if d == 0:
-            if near > 0 or far < 0:
-                return False
-            continue
-        a, b = near / d, far / d
-        if a > b:
-            a, b = b, a
-        lo, hi = max(lo, a), min(hi, b)
-        if lo > hi:
-            return False
-    return True
-
-
 def _near(p, a, b, reach=0.7) -> bool:
     """Whether point ``p`` lies within ``reach`` cm of the segment from ``a`` to ``b``."""
-    return _point_segment(p, a, b) < reach
-
-
-# widths in em of what a figure's math prints (Computer Modern), a little generous
-_C_EM = {**{d: 0.5 for d in "0123456789"}, ".": 0.28, ",": 0.28, "-": 0.78, "+": 1.0, "=": 1.0, "(": 0.39,
-       ")": 0.39, "[": 0.28, "]": 0.28, "/": 0.5, "|": 0.28, "'": 0.3, "!": 0.28, ":": 0.28, ";": 0.28, "<": 1.0,
-       ">": 1.0, "*": 0.5}
-_C_COMMANDS = {"times": 1.0, "cdot": 0.78, "Sigma": 0.72, ",": 0.17, ";": 0.28, "quad": 1.0, "infty": 1.0,
-             "prime": 0.3, "ldots": 1.2, "cdots": 1.2}
-_C_SILENT = {"left", "right", "mathrm", "text", "operatorname", "mathit", "mathbf", "boldsymbol", "displaystyle",
-           "hat", "bar", "tilde", "big", "Big", "bigl", "bigr", "mathcal", "textstyle"}
-
-
-def _text_size(tex: str, pt: float, sep: float) -> tuple[float, float]:
-    """The size (cm) of ``tex`` (math, or text with $...$) set at ``pt`` with ``sep`` pt of
-    inner sep around it: an estimate on the generous side."""
-    tex = tex.replace("$", "")
-    width, scripted, tall, frac = 0.0, False, False, False
-    i, depth, script_depth = 0, 0, None
-    while i < len(tex):
-        ch = tex[i]
-        scale = 0.72 if script_depth is not None else 1.0
-        if ch == "\\":
-            m = re.match(r"\\([A-Za-z]+|.)", tex[i:])
-            word = m.group(1)
-            i += len(m.group(0))
-            if word == "frac":
-                frac = True
-            elif word in _C_COMMANDS:
-                width += _C_COMMANDS[word] * scale
-            elif word not in _C_SILENT:
-                # a function name (exp, max, tanh) upright, or a Greek letter
-                width += (0.5 * len(word) if len(word) > 2 and word[0].islower() and word not in _C_GREEK_WORDS else 0.65) * scale
-            continue
-        if ch in "^_":
-            scripted = True
-            tall = tall or ch == "^"
-            if i + 1 < len(tex) and tex[i + 1] == "{":
-                script_depth = depth
-                depth += 1
-                i += 2
-            else:
-                i += 1
-                nxt = tex[i] if i < len(tex) else ""
-                width += _C_EM.get(nxt, 0.6) * 0.72
-                i += 1
-            continue
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if script_depth is not None and depth == script_depth:
-                script_depth = None
-        elif ch != " ":
-            width += _C_EM.get(ch, 0.78 if ch.isupper() else 0.62) * scale
-        i += 1
-    height = 0.95 + (0.3 if tall else 0) + (0.25 if scripted and not tall else 0)
-    if frac:
-        height, width = 2.2, width * 0.7
-    em = pt * _C_CM
-    return width * em + 2 * sep * _C_CM, height * em + 2 * sep * _C_CM
-
-
-_C_GREEK_WORDS = {"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda",
-                "mu", "nu", "xi", "pi", "rho", "sigma", "tau", "upsilon", "phi", "chi", "psi", "omega", "Gamma",
-                "Delta", "Theta", "Lambda", "Xi", "Pi", "Sigma", "Upsilon", "Phi", "Psi", "Omega"}
+    return distance_to_segment(p, a, b) < reach
