@@ -529,7 +529,10 @@ class _Document:
         columns = 1 if len(leaves) <= 6 else 2 if len(leaves) <= 10 or nodes else 3  # side by side, short
         height = -(-len(leaves) // columns)
         parts = [leaves[i:i + height] for i in range(0, len(leaves), height)]
-        return {"loss": latex_number(num["loss"]), "nodes": nodes, "outputs": outputs, "leaves": parts,
+        # one tabular, the parts side by side: row i holds the i-th entry of every part
+        rows = [[part[i] if i < len(part) else None for part in parts] for i in range(height)]
+        return {"loss": latex_number(num["loss"]), "nodes": nodes, "outputs": outputs, "leaves": rows,
+                "columns": len(parts),
                 "sample": self.batch is not None}  # the numbers are the first sample's
 
     def figure(self, highlight=()):
@@ -601,7 +604,9 @@ def _row(lhs: str, parts: list[list[str]]) -> dict:
                 lines.append(("= " if i == 0 else r"\quad ") + piece)
                 width = w
     lines[0] = lines[0][2:]  # the first line follows "lhs &= "
-    return {"lhs": lhs, "lines": lines}
+    # a row of up to three lines stays on one page; a longer one may break before an "="
+    # (unbreakable tall rows overfill the exam class's framed solutions)
+    return {"lhs": lhs, "lines": lines, "breakable": len(lines) > 3}
 
 
 def _pairs(definitions) -> list[list[dict]] | None:
