@@ -788,7 +788,7 @@ CIRCUIT_PHRASES = {
 def test_circuit_moodle_xml_passes_the_structure_checker(circuits, fill_in):
     import xml.etree.ElementTree as ET
 
-    from symprop.output import moodle_xml
+    from symprop.quiz import moodle_xml
     from test_moodle import check_quiz, text_of
 
     for fam, vs in (circuits, fill_in):

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from symprop.exam import variants
-from symprop.output import _Writer, moodle_xml
+from symprop.quiz import _Writer, moodle_xml
 from symprop.spec import family_from_text
 
 FAMILY = """
