@@ -46,8 +46,14 @@ from .numeric import Evaluator
 from .spec import Family, value_rule
 
 __all__ = [
-    "ExamError", "Variant", "Option", "variant", "variants", "CircuitQuestion", "CircuitVariant", "KINK",
+    "variant_number", "ExamError", "Variant", "Option", "variant", "variants", "CircuitQuestion", "CircuitVariant", "KINK",
 ]
+
+
+def variant_number(index: int) -> str:
+    """Variant ``index`` as it is named in files and quizzes: four digits, so that variant 7
+    is ``0007`` whether 10 or 5,000 variants are written (more would need five)."""
+    return f"{index:04d}"
 
 # An argument this close to the jump of a kinked function (relu, max, ...) is "at a kink".
 KINK = 1e-9

@@ -34,7 +34,7 @@ from html import escape as html_escape
 
 from .documents.environment import environment
 from .documents.variants import circuit_variant_context, plain_number, variant_context
-from .exam import Variant
+from .exam import Variant, variant_number
 from .spec import Family
 
 __all__ = ["answer_key_csv", "moodle_xml", "PENALTY"]
@@ -117,11 +117,10 @@ def moodle_xml(family, variants: Sequence, *, numerical: bool = True, multichoic
     w.text(head, "info", f"<p>{html_escape(family.title)}: {len(variants)} variants of the question family "
            f"{html_escape(family.name)}.</p>", format="html")
 
-    width = max(2, len(str(max(v.index for v in variants))))
     # enough digits that the answer as written lies well inside the tolerance
     digits = max(family.digits, math.ceil(-math.log10(family.tolerance)) + 3)
     for v in variants:
-        number = f"{v.index:0{width}d}"
+        number = variant_number(v.index)
         if circuit:  # one question per gradient asked, all with the variant's worked solution
             ctx = circuit_variant_context(family, v, number)
             items = [(q, qc, lambda choices, qc=qc: str(html.question(ctx, qc, choices)))

@@ -234,7 +234,7 @@ def test_same_seed_gives_byte_identical_files_across_processes(tmp_path, family,
     )
     assert done.returncode == 0, done.stderr
     names = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert names == [f"{name}-key.csv", f"{name}-key.tex", "q.xml"] + [f"variant-0{i}.tex" for i in range(1, count + 1)]
+    assert names == [f"{name}-key.csv", f"{name}-key.tex", "q.xml"] + [f"variant-{i:04d}.tex" for i in range(1, count + 1)]
     assert names == sorted(p.name for p in (tmp_path / "b").iterdir())
     for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
@@ -475,7 +475,7 @@ def test_answer_key_lists_every_variant(tmp_path):
         printed = latex_number(v.answer, fam.digits)
         assert re.search(rf"\n{v.index} & \$.*\$ & \${re.escape(printed)}\$ & {v.correct_letter} & ", key), printed
     assert sorted(p.name for p in written) == sorted(
-        ["variant-01.tex", "variant-02.tex", "variant-03.tex", "mlp-backprop-key.tex", "mlp-backprop-key.csv"])
+        ["variant-0001.tex", "variant-0002.tex", "variant-0003.tex", "mlp-backprop-key.tex", "mlp-backprop-key.csv"])
 
 
 def test_questions_do_not_give_the_answer_away():
@@ -755,7 +755,7 @@ def test_circuit_variants_compile_with_pdflatex(circuits, fill_in, tmp_path):
         (tmp_path / name).write_text(tex)
         assert _pdflatex_once(tmp_path / name) >= count
     fam, vs = circuits
-    assert r"Gates \& wires: 100\% by hand" in render_variants(fam, vs[:1])["variant-01.tex"]
+    assert r"Gates \& wires: 100\% by hand" in render_variants(fam, vs[:1])["variant-0001.tex"]
     key = tmp_path / "key.tex"
     key.write_text(answer_key_tex(*fill_in))
     assert _pdflatex_once(key) >= 1

@@ -139,7 +139,7 @@ def test_variant_solution_opens_with_the_annotated_figure_and_one_table(family):
     assert "node & forward value & delta $dE/d(\\text{node})$ \\\\" in solution
     # long option explanations wrap instead of running past the frame
     assert "\\textbf{The options.}\n\\begin{itemize}\\raggedright\n" in solution
-    question = render_variants(fam, [vs[17]])["variant-18.tex"].split("\\begin{solution}")[0]
+    question = render_variants(fam, [vs[17]])["variant-0018.tex"].split("\\begin{solution}")[0]
     assert "label={[text=green" not in question  # the question's figure gives nothing away
 
 

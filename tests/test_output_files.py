@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "examples" / "seed002_gradient_flow.toml"
 FAMILY = ROOT / "examples" / "exam_family.toml"
 FAMILY_NAME = "mlp-backprop"
-EXAM_FILES = sorted(["variant-01.tex", "variant-02.tex", f"{FAMILY_NAME}-key.tex", f"{FAMILY_NAME}-key.csv"])
+EXAM_FILES = sorted(["variant-0001.tex", "variant-0002.tex", f"{FAMILY_NAME}-key.tex", f"{FAMILY_NAME}-key.csv"])
 
 
 @pytest.fixture
@@ -174,7 +174,7 @@ def test_an_exam_family_refuses_to_overwrite_its_spec(tmp_path, capsys, family):
 
 
 def test_an_exam_family_refuses_to_overwrite_its_spec_among_its_files(tmp_path, capsys):
-    family = tmp_path / "variant-02.tex"  # the family file has the name of a variant
+    family = tmp_path / "variant-0002.tex"  # the family file has the name of a variant
     shutil.copyfile(FAMILY, family)
     before = family.read_bytes()
     line = refused(capsys, *family_exam(family, "-o", tmp_path))
@@ -327,7 +327,7 @@ def test_a_bad_moodle_path_writes_nothing(tmp_path, capsys, family):
 def test_a_bad_moodle_path_leaves_an_existing_exam_as_it_was(tmp_path, capsys, family, monkeypatch):
     exam = tmp_path / "exam"
     exam.mkdir()
-    (exam / "variant-01.tex").write_text("old")
+    (exam / "variant-0001.tex").write_text("old")
     before = snapshot(tmp_path)
     monkeypatch.chdir(tmp_path)
     line = refused(capsys, *family_exam(family, "-o", "exam", "--moodle", "nodir/quiz.xml"))
@@ -347,7 +347,7 @@ def test_a_moodle_path_that_is_not_a_new_file_writes_nothing(tmp_path, capsys, f
         moodle.mkdir()
         message = f"cannot write {moodle}: it is a directory, not a regular file"
     else:
-        moodle = exam / "variant-01.tex"
+        moodle = exam / "variant-0001.tex"
         message = f"cannot write {moodle}: the exam writes a file of that name already"
     before = snapshot(tmp_path)
     assert refused(capsys, *family_exam(family, "-o", exam, "--moodle", moodle)) == f"symprop: {message}"
@@ -357,10 +357,10 @@ def test_a_moodle_path_that_is_not_a_new_file_writes_nothing(tmp_path, capsys, f
 def test_a_special_file_among_the_exam_files_writes_nothing(tmp_path, capsys, family):
     exam = tmp_path / "exam"
     exam.mkdir()
-    os.mkfifo(exam / "variant-02.tex")
+    os.mkfifo(exam / "variant-0002.tex")
     before = snapshot(tmp_path)
     line = refused(capsys, *family_exam(family, "-o", exam, "--moodle", tmp_path / "quiz.xml"))
-    assert line == f"symprop: cannot write {exam / 'variant-02.tex'}: it is a FIFO, not a regular file"
+    assert line == f"symprop: cannot write {exam / 'variant-0002.tex'}: it is a FIFO, not a regular file"
     assert snapshot(tmp_path) == before
 
 
@@ -385,7 +385,7 @@ def test_the_moodle_file_may_go_into_the_new_exam_directory(tmp_path, capsys, fa
 def test_a_failed_write_names_the_given_path_and_places_nothing(tmp_path, capsys, family, monkeypatch):
     exam = tmp_path / "exam"
     exam.mkdir()
-    (exam / "variant-01.tex").write_text("old")
+    (exam / "variant-0001.tex").write_text("old")
 
     def full(src, dst, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), src, dst)
@@ -393,9 +393,9 @@ def test_a_failed_write_names_the_given_path_and_places_nothing(tmp_path, capsys
     monkeypatch.setattr(output.os, "replace", full)
     line = refused(capsys, *family_exam(family, "-o", exam))
     monkeypatch.undo()
-    assert line == f"symprop: cannot write to {exam / 'variant-01.tex'}: {os.strerror(errno.ENOSPC)}"
-    assert sorted(p.name for p in exam.iterdir()) == ["variant-01.tex"]  # no temporary files
-    assert (exam / "variant-01.tex").read_text() == "old"
+    assert line == f"symprop: cannot write to {exam / 'variant-0001.tex'}: {os.strerror(errno.ENOSPC)}"
+    assert sorted(p.name for p in exam.iterdir()) == ["variant-0001.tex"]  # no temporary files
+    assert (exam / "variant-0001.tex").read_text() == "old"
 
 
 def test_a_failed_write_into_a_new_directory_leaves_no_directory(tmp_path, capsys, family, monkeypatch):

@@ -14,7 +14,7 @@ import sympy as sp
 
 from .. import functions as fn
 from ..derive import Total, delta_expr, derive
-from ..exam import CircuitVariant, Variant
+from ..exam import CircuitVariant, Variant, variant_number
 from ..numeric import Evaluator
 from ..printing import LatexPrinter, latex_number
 from ..spec import Family
@@ -241,8 +241,7 @@ def render_variants(family: Family, vs: Sequence[Variant], *, combined: bool = F
     circuit = family.kind == "circuit"
     template = environment().get_template("exam_variant_circuit.tex.j2" if circuit else "exam_variant.tex.j2")
     context = circuit_variant_context if circuit else variant_context
-    width = max(2, len(str(max(v.index for v in vs))))
-    contexts = [context(family, v, f"{v.index:0{width}d}") for v in vs]
+    contexts = [context(family, v, variant_number(v.index)) for v in vs]
     common = {"title": family.title, "answers": answers, "family": family.name}
     if combined:
         return {f"{family.name}.tex": template.render(common, variants=contexts)}
