@@ -21,6 +21,7 @@ from ..spec import Family
 from .circuit import circuit_context, circuit_formula, circuit_names
 from .environment import environment
 from .figures import network_figure
+from .lines import break_lines
 from .prose import circuit_mistake_sentence, mistake_sentence
 from .solution import solution_context
 
@@ -51,25 +52,6 @@ def _printer(net, values=None):
     if values:
         settings["values"] = values
     return LatexPrinter(settings)
-
-
-def _source_lines(printer, expr, width: int = 60) -> list[str]:
-    """A chain sum as display lines: terms joined until a line holds about ``width``
-    characters of LaTeX source, the next line starting with its sign."""
-    lines, current = [], ""
-    for i, (sign, factors) in enumerate(printer.terms(expr)):
-        piece = printer.join_factors(factors)
-        if i:
-            piece = f"{sign} {piece}"
-        elif sign == "-":
-            piece = "-" + piece
-        if current and len(current) + len(piece) > width:
-            lines.append(current)
-            current = piece
-        else:
-            current = f"{current} {piece}" if current else piece
-    lines.append(current)
-    return lines
 
 
 def variant_context(family: Family, v: Variant, number: str | None = None) -> dict:
@@ -103,8 +85,8 @@ def variant_context(family: Family, v: Variant, number: str | None = None) -> di
             "rows": [{"name": name(k), "value": latex_number(point[k], family.digits),
                       "delta": latex_number(deltas[k], family.digits) if k in deltas and k != E else None}
                      for k in net.order],
-            "formula": _source_lines(_printer(net), derivation.in_deltas),
-            "substituted": _source_lines(_printer(net, values), derivation.in_deltas),
+            "formula": break_lines(_printer(net), derivation.in_deltas),
+            "substituted": break_lines(_printer(net, values), derivation.in_deltas),
             "gradient": latex_number(gradient, family.digits),
         })
     options = [
