@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from symprop.exam import variant_number
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 
@@ -43,7 +45,7 @@ def _document_ids(job: rd.Job) -> list[str]:
         return [job.name]
     if "-combined" in job.name:
         return [f"{job.name}/combined", f"{job.name}/key"]
-    return [f"{job.name}/variant-{k:02d}" for k in range(1, VARIANTS + 1)] + [f"{job.name}/key"]
+    return [f"{job.name}/variant-{variant_number(k)}" for k in range(1, VARIANTS + 1)] + [f"{job.name}/key"]
 
 
 DOCUMENTS = [doc for job in JOBS for doc in _document_ids(job)]
