@@ -8,10 +8,17 @@ For a network's dE/dw (:func:`mistakes`):
 
 =====================  ================================================================
 ``sign``               a sign error in the loss derivative (``t - y`` for ``y - t``)
+``loss-factor``        the loss's constant factor lost: ``2 (y - t)`` for ``(y - t)`` (the
+                       ``1/2`` of a half squared error forgotten), or ``(y - t)`` for
+                       ``2 (y - t)`` (the power rule's 2 of a squared error left out)
 ``missing-derivative`` the activation derivative ``f'`` of one node left out
 ``pre-activation``     ``f'`` in output form (``z (1 - z)``) evaluated at the input ``u``
 ``output-for-input``   ``f'(u)`` evaluated at the output ``z`` instead of ``u``
 ``transpose``          ``w_{j,i}`` used for ``w_{i,j}`` going down (a missing transpose)
+``missing-weight``     the weights left out going down: a delta passed to the layer below
+                       without the weight of its edge
+``missing-input``      the weight's input left out: dE/dw taken as the delta of the node it
+                       enters, as for a bias
 ``dropped-path``       one path left out of the sum over paths
 ``batch-sum``          the per-sample gradients summed although the loss is their mean
 =====================  ================================================================
@@ -24,23 +31,28 @@ For a gate circuit (:func:`circuit_mistakes`):
                        passing it through unchanged
 ``mul-own``            a multiply gate not swapping: each input times its own value
 ``max-route``          a max gate routing the gradient to the smaller input (min: larger)
-``sign``               the minus sign of a gate's local gradient (1/x, scale by -k) dropped;
-                       without such a gate, the whole gradient negated
+``sign``               the minus sign of a gate's local gradient (1/x, scale by -k) dropped,
+                       and the whole gradient negated (always listed)
 =====================  ================================================================
+
+A *compound* mistake (:func:`with_sign_error`, :func:`circuit_with_sign_error`) is a typical
+mistake made together with the sign error of the loss derivative (of the whole gradient, for a
+circuit): its value is the mistake's, negated. Exams use them as decoys, so that the right
+answer and its negation are never the only pair of options of opposite sign.
 
 >>> import sympy as sp
 >>> from symprop import Network, sigmoid
 >>> x, t, w, h, E = sp.symbols("x t w h E")
 >>> net = Network({h: sigmoid(w*x), E: (t - h)**2/2}, loss=E, params=[w], inputs=[x], targets=[t])
 >>> [(m.kind, str(m.expr)) for m in mistakes(net, w)][:3]
-[('sign', 'h*x*(1 - h)*(-h + t)'), ('missing-derivative', 'x*(h - t)'), ('pre-activation', 'w*x**2*(h - t)*(-w*x + 1)')]
+[('sign', 'h*x*(1 - h)*(-h + t)'), ('loss-factor', 'h*x*(1 - h)*(2*h - 2*t)'), ('missing-derivative', 'x*(h - t)')]
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sympy as sp
 
@@ -51,12 +63,13 @@ from .graph import Network, NetworkError
 
 __all__ = [
     "Mistake", "mistakes", "MISTAKE_KINDS", "CircuitMistake", "circuit_mistakes", "circuit_mistake_gradient",
-    "CIRCUIT_MISTAKE_KINDS",
+    "CIRCUIT_MISTAKE_KINDS", "with_sign_error", "circuit_with_sign_error",
 ]
 
 # The kinds of typical mistakes, in the order they are tried and reported.
 MISTAKE_KINDS = (
-    "sign", "missing-derivative", "pre-activation", "output-for-input", "transpose", "dropped-path", "batch-sum",
+    "sign", "loss-factor", "missing-derivative", "pre-activation", "output-for-input", "transpose", "missing-weight",
+    "missing-input", "dropped-path", "batch-sum",
 )
 CIRCUIT_MISTAKE_KINDS = ("fan-out", "add-scale", "mul-own", "max-route", "sign")
 # Paths past this count get no dropped-path options (one option per path would be noise).
@@ -72,8 +85,12 @@ class Mistake:
     ``expr`` is in node symbols and leaves, like :attr:`Derivation.expr`, for one sample;
     ``batch-sum`` keeps the right expression and changes how samples are combined.
     ``node`` is the node the mistake is made at, ``path`` the dropped path, ``swapped`` the
-    (right, used) weight pairs of a ``transpose``, ``function`` the activation's name and
-    ``used`` the wrongly evaluated derivative factor.
+    (right, used) weight pairs of a ``transpose``, ``function`` the activation's name,
+    ``used`` the wrongly evaluated derivative factor and ``factor`` the scale of a
+    ``loss-factor``. ``negated``: made together with the sign error of the loss derivative
+    (:func:`with_sign_error`). ``coincides``: set by an exam on a mistake that gives the
+    right answer whatever the numbers near the drawn ones (``"unit-slope"``: the
+    activation's derivative is 1 there, as relu's on an active unit; ``"structural"``).
     """
 
     kind: str
@@ -84,6 +101,32 @@ class Mistake:
     swapped: tuple[tuple[sp.Symbol, sp.Symbol], ...] = ()
     function: str | None = None
     used: sp.Expr | None = None
+    factor: sp.Expr | None = None
+    negated: bool = False
+    coincides: str | None = None
+
+
+def with_sign_error(m: Mistake) -> Mistake:
+    """``m`` made together with the sign error of the loss derivative: every path passes
+    through the loss, so the gradient is ``m``'s negated."""
+    return replace(m, label=f"{m.label}, and a sign error in the derivative of the loss", expr=-m.expr, negated=True)
+
+
+def _loss_factor(net: Network):
+    """``(scale, label)`` of the ``loss-factor`` mistake when the loss is a sum of squares
+    with one coefficient: 1/2 (the 1/2 forgotten: x2) or 1 (the power rule's 2 left out: x1/2)."""
+    terms = sp.Add.make_args(net.nodes[net.loss])
+    coefficients = set()
+    for term in terms:
+        c, rest = term.as_coeff_Mul()
+        if not (rest.is_Pow and rest.exp == 2):
+            return None
+        coefficients.add(c)
+    if coefficients == {sp.Rational(1, 2)}:
+        return sp.Integer(2), "the 1/2 of the loss forgotten: its derivative taken as 2 (y - t)"
+    if coefficients == {sp.S.One}:
+        return sp.Rational(1, 2), "the power rule's 2 left out: the loss's derivative taken as (y - t)"
+    return None
 
 
 def _local(net, of, wrt):
@@ -152,6 +195,13 @@ def mistakes(net: Network, wrt, *, batch_mean: bool = False) -> list[Mistake]:
     found.append(Mistake("sign", "sign error in the derivative of the loss",
                          _gradient(net, wrt, lambda of, x: -local(of, x) if of == E else local(of, x))))
 
+    lost = _loss_factor(net)
+    if lost is not None:
+        scale, text = lost
+        found.append(Mistake("loss-factor", text,
+                             _gradient(net, wrt, lambda of, x: scale * local(of, x) if of == E else local(of, x)),
+                             factor=scale))
+
     on = [k for k in reversed(net.on_paths(wrt)) if k != E]
     activation_nodes = [k for k in on if _activation_node(net.nodes[k])]
     for k in activation_nodes:
@@ -204,6 +254,42 @@ def mistakes(net: Network, wrt, *, batch_mean: bool = False) -> list[Mistake]:
         text = ", ".join(f"{q} for {p}" for p, q in pairs)
         found.append(Mistake("transpose", f"wrong weight index (a missing transpose): {text}", wrong, swapped=pairs))
 
+    # missing-weight: going down, the weight factor of each edge (a parameter) left out
+    dropped_weights: list = []
+
+    def unweighted(of, x):
+        if x not in net.nodes:
+            return local(of, x)
+        terms = []
+        for chain, algebra in local_partial(net, of, x).products:
+            kept = [a for a in algebra if a not in net.params]
+            dropped_weights.extend(a for a in algebra if a in net.params)
+            terms.append(sp.Mul(*chain, *kept))
+        return sp.Add(*terms)
+
+    wrong = _gradient(net, wrt, unweighted)
+    if dropped_weights:
+        names = ", ".join(sorted({str(a) for a in dropped_weights}))
+        found.append(Mistake("missing-weight", f"weights left out going down: {names}", wrong))
+
+    # missing-input: dE/dw taken as the delta of the node w enters (its input factor left out)
+    inputs: list = []
+
+    def no_input(of, x):
+        if x != wrt:
+            return local(of, x)
+        terms = []
+        for chain, algebra in local_partial(net, of, x).products:
+            inputs.extend(a for a in algebra if not a.is_Number)
+            terms.append(sp.Mul(*chain, *[a for a in algebra if a.is_Number]))
+        return sp.Add(*terms)
+
+    wrong = _gradient(net, wrt, no_input)
+    if inputs:
+        names = ", ".join(sorted({str(a) for a in inputs}))
+        found.append(Mistake("missing-input", f"the input of {wrt} left out ({names}): dE/d{wrt} taken as a delta",
+                             wrong))
+
     count = net.path_count(wrt)
     if 1 < count <= MAX_DROPPED_PATHS:
         paths = net.paths(wrt)
@@ -228,7 +314,8 @@ class CircuitMistake:
 
     ``gate`` is the gate whose local rule is misapplied (None for ``fan-out`` and for a
     ``sign`` error of the whole gradient); for ``fan-out``, ``wire`` is the value used by
-    several gates and ``kept`` the one use whose gradient is taken.
+    several gates and ``kept`` the one use whose gradient is taken. ``negated`` and
+    ``coincides`` as for :class:`Mistake` (the sign error is the whole gradient's).
     """
 
     kind: str
@@ -236,6 +323,13 @@ class CircuitMistake:
     gate: sp.Symbol | None = None
     wire: sp.Symbol | None = None
     kept: sp.Symbol | None = None
+    negated: bool = False
+    coincides: str | None = None
+
+
+def circuit_with_sign_error(m: CircuitMistake) -> CircuitMistake:
+    """``m`` made together with a sign error of the whole gradient: its value negated."""
+    return replace(m, label=f"{m.label}, and the sign of the whole gradient wrong", negated=True)
 
 
 def _signed(g) -> bool:
@@ -291,8 +385,7 @@ def circuit_mistakes(circuit, wrt) -> list[CircuitMistake]:
     for g in signed:
         found.append(CircuitMistake(
             "sign", f"sign error at {g.name}: the minus sign of its local gradient dropped", gate=g.symbol))
-    if not signed:
-        found.append(CircuitMistake("sign", "sign error: the gradient with the wrong sign"))
+    found.append(CircuitMistake("sign", "sign error: the gradient with the wrong sign"))
     return found
 
 
@@ -306,10 +399,15 @@ def circuit_mistake_gradient(flow, mistake: CircuitMistake, wrt) -> float:
     >>> flow = stage((x + y) * z).evaluate({x: -2, y: 5, z: -4})
     >>> [(m.kind, circuit_mistake_gradient(flow, m, x)) for m in circuit_mistakes(flow.circuit, x)]
     [('add-scale', -20.0), ('mul-own', 3.0), ('sign', 4.0)]
+    >>> m = circuit_with_sign_error(circuit_mistakes(flow.circuit, x)[1])
+    >>> m.label, circuit_mistake_gradient(flow, m, x)
+    ('multiply gate f does not swap: each input gets the gradient times its own value, and the sign of the whole gradient wrong', -3.0)
     """
     c = flow.circuit
     if isinstance(wrt, str):
         wrt = c.network.symbol(wrt)
+    if mistake.negated:
+        return -circuit_mistake_gradient(flow, replace(mistake, negated=False), wrt)
     if mistake.kind == "sign" and mistake.gate is None:
         return -flow.deltas[wrt]
 

@@ -955,10 +955,20 @@ def family_from_text(text: str, file: str = "<string>") -> Family:
     solution), ``wrt`` (name patterns of the weights to ask about, ``fnmatch`` style),
     ``decimals`` (given numbers are multiples of 10^-decimals), ``digits`` (significant
     digits of answers and options), ``options`` (wrong options per question, 0 for
-    numerical only), ``tolerance`` (relative, for Moodle's numerical answer), ``distinct``
-    (relative distance between options), ``batch`` (samples per variant), ``allow``
-    (degenerate cases to accept: saturated, zero-gradient, kink, tie), ``saturation``
+    numerical only; default 4; with fewer than 3 an item has fewer than 4 options and
+    the answer's ± pair is guessable), ``tolerance`` and ``distinct`` (below), ``batch``
+    (samples per variant), ``allow`` (degenerate cases to accept: saturated, zero-gradient, kink, tie), ``saturation``
     (a unit with |f'(u)| below this is saturated), ``min_gradient``, ``max_tries``.
+
+    One notion of "the same number" grades paper and Moodle alike. ``tolerance`` (default
+    1 %) is what Moodle's numerical question accepts: ``|answer - x| <= tolerance * |answer|``.
+    ``distinct`` (default 2 %, and it must be larger than ``tolerance``) is the distance, relative
+    to the larger of two values, by which every option differs from every other *and every
+    listed typical mistake differs from the answer*: numbers that bring a mistake within
+    ``distinct`` of the answer are redrawn, so no typical mistake is accepted as right by
+    Moodle or on paper. A mistake that equals the answer structurally (relu' = 1 on an
+    active unit: no numbers could move it) is left out and listed as such on the answer
+    sheet.
 
     The network is ``[family.layered]`` (``sizes``, ``hidden``, ``output``, ``loss``,
     ``form``, ``reduction``: each a value or a list of choices) or a fixed graph in
@@ -973,8 +983,8 @@ def family_from_text(text: str, file: str = "<string>") -> Family:
     syntax, one drawn per variant and staged into gates), ``variables`` (the names they
     may use), ``wrt`` (name patterns of the variable asked about, or ``"all"``: every
     variable, a "fill in the gradients" question) and ``min_options`` (the fewest wrong
-    options a question may have, default 1: ``options`` is then a maximum, since a short
-    path has few typical mistakes). Its ``[family.values]`` keys are ``variables`` (every
+    options a question may have, default 3 or ``options`` if fewer: ``options`` is then a
+    maximum, since a short path has few typical mistakes). Its ``[family.values]`` keys are ``variables`` (every
     variable; default ``[-1, 1]``) or name patterns; ``allow`` and ``min_gradient`` apply
     to every wire asked about, where a zero behind a max, min or relu switch is not
     degenerate. No other tables.
@@ -1054,7 +1064,7 @@ def _family(raw: dict, file: str) -> Family:
     functions = defined_functions(raw.get("functions", {}), file)
     common["functions"] = functions
     if kind == "circuit":
-        min_options = get("min_options", int, min(1, options), lambda n: min(1, options) <= n <= options,
+        min_options = get("min_options", int, min(3, options), lambda n: min(1, options) <= n <= options,
                           f"must be an integer from {min(1, options)} to options ({options})")
         circuits, variables = _circuit_templates(fam, fail, () if all_gradients else tuple(wrt), functions)
         values = fam.get("values", {})

@@ -1,6 +1,7 @@
 """Exam generator: reproducible variants, answers against central differences, wrong options
 recomputed independently from their labelled mistakes, documents through a real pdflatex."""
 
+import dataclasses
 import os
 import re
 import shutil
@@ -193,9 +194,38 @@ def path_product(net, sample, path):
     return float(value.evalf(30))
 
 
+def _linear_argument(net, k):
+    """The sum a node's activation is applied to (the node itself when it has none)."""
+    expr = F.explicit(net.nodes[k])
+    f = net.nodes[k]
+    if F.record_of(f) is not None and F.record_of(f).activation and F.record_of(f).cls is not None:
+        return F.explicit(f.args[0])
+    return expr
+
+
 def independent(net, v, m, sample):
     """The mistake's dE/dw for one sample, recomputed without symprop's derivation."""
     w = v.wrt
+    if m.negated:  # made together with the sign error of the loss derivative
+        return -independent(net, v, dataclasses.replace(m, negated=False), sample)
+    if m.kind == "loss-factor":  # every path starts at the loss: the whole gradient scaled
+        return float(m.factor) * central(net, sample, w)
+    if m.kind == "missing-input":  # the input factor d(sum)/dw of the node w enters left out
+        (k,) = net.consumers[w]
+        point = forward(net, sample)
+        return central(net, sample, w) / float(sp.diff(_linear_argument(net, k), w).xreplace(point))
+    if m.kind == "missing-weight":  # each path without the weights of its edges below the loss
+        point = forward(net, sample)
+        total = 0.0
+        for path in net.paths(w):
+            weights = 1.0
+            for a, b in zip(path[1:], path[2:]):
+                if b != net.loss:
+                    c = sp.diff(_linear_argument(net, b), a)
+                    if c in net.params:
+                        weights *= float(c.xreplace(point))
+            total += path_product(net, sample, path) / weights
+        return total
     if m.kind in ("sign", "batch-sum"):
         right = central(net, sample, w)
         return -right if m.kind == "sign" else right
@@ -285,8 +315,8 @@ def test_wrong_options_are_distinct_and_each_comes_from_its_mistake(broad, other
             per_sample = [independent(net, v, m, s) for s in v.samples]
             expected = sum(per_sample) if m.kind == "batch-sum" else reduce(net, per_sample)
             assert close(o.value, expected), (fam.name, v.index, m.label, o.value, expected)
-    assert kinds == {"sign", "missing-derivative", "pre-activation", "output-for-input", "transpose",
-                     "dropped-path", "batch-sum"}
+    assert kinds == {"sign", "loss-factor", "missing-derivative", "pre-activation", "output-for-input", "transpose",
+                     "missing-weight", "missing-input", "dropped-path", "batch-sum"}
 
 
 def test_a_mistake_that_coincides_is_left_out_and_said_so():
@@ -574,6 +604,8 @@ def circuit_independent(v, q, m):
     circuit with the mistaken gate replaced by a tangent of the wrong slopes (or the other
     uses of a fanned-out wire frozen at its value), then central differences."""
     c, values = v.circuit, v.values
+    if m.negated:  # made together with a sign error of the whole gradient
+        return -circuit_independent(v, q, dataclasses.replace(m, negated=False))
     point = wire_values(c, values)
     if m.kind == "sign" and m.gate is None:
         return -circuit_central(c, c.source, values, q.wrt)
@@ -642,7 +674,9 @@ def test_circuit_distractors_are_distinct_and_come_from_their_labelled_mistakes(
     assert kinds == CIRCUIT_KINDS
     ops = {v.circuit.gate_of[o.mistake.gate].op for fam, v, q in every_circuit_question(circuits, fill_in)
            for o in q.wrong_options if o.mistake.kind in ("sign", "max-route") and o.mistake.gate is not None}
-    assert {"max", "min", "recip", "scale"} <= ops
+    # max routing to the smaller input gives 0 (or, asked about the smaller input, the only
+    # mistake besides the sign error): no ± pair, so no option of a four-option question
+    assert {"min", "recip", "scale"} <= ops
 
 
 def _circuit_family(expression, values, wrt, extra="", options=0):

@@ -149,7 +149,7 @@ def test_the_answer_key_names_the_loss_and_has_a_header_per_column(family):
     assert "half\\_sse" not in key and "half_sse" not in key
     assert key.count("half squared error") == 20
     assert "variant & question & value & option & sizes & hidden & output & loss \\\\" in key
-    assert "\n18 & $\\frac{d E}{d w^{(1)}_{2,1}}$ & $-0.02388$ & A & 3--2--2 & relu & identity & half squared error \\\\" in key
+    assert "\n18 & $\\frac{d E}{d w^{(2)}_{2,2}}$ & $0.01078$ & E & 2--3--2 & relu & sigmoid & half squared error \\\\" in key
     assert "\\renewcommand{\\arraystretch}{1.6}" in key
 
 

@@ -146,7 +146,30 @@ def step_sentence(rule: str, method: str, node: str | None, over: list[str], wrt
 
 def mistake_sentence(m, net, printer) -> str:
     """What a wrong option of a network question gets wrong: its typical mistake
-    (:class:`~symprop.mistakes.Mistake`) as a noun phrase, in the network's names."""
+    (:class:`~symprop.mistakes.Mistake`) as a noun phrase, in the network's names; a
+    compound one (``negated``) adds the sign error, a left-out one that gives the right
+    answer for every number near the drawn ones (``coincides``) says why."""
+    sentence = _network_mistake(m, net, printer)
+    if m.negated:
+        sentence += ", together with a sign error in the derivative of the loss"
+    if m.coincides == "unit-slope" and m.node is not None:
+        f = net.nodes[m.node]
+        sentence += (f", which changes nothing here: ${_function_head(f, printer)}' = 1$ at the active unit "
+                     f"${printer.doprint(m.node)}$, whatever the numbers")
+    elif m.coincides:
+        sentence += _COINCIDES[m.coincides]
+    return sentence
+
+
+_COINCIDES = {
+    "structural": ", which gives the right answer for any numbers near these (not a coincidence of the numbers)",
+    "zero": ", which is 0 where the gradient is 0",
+    "numbers": ", which gives the right answer at these numbers",
+    "unit-slope": ", which gives the right answer for any numbers near these (not a coincidence of the numbers)",
+}
+
+
+def _network_mistake(m, net, printer) -> str:
     name = printer.doprint
     if m.node is not None:
         f = net.nodes[m.node]
@@ -154,6 +177,17 @@ def mistake_sentence(m, net, printer) -> str:
         factor = name(local_partial(net, m.node, net.producers[m.node][0]).products[0][0][0])
     if m.kind == "sign":
         return "a sign error: the derivative of the loss with respect to the output taken with the wrong sign"
+    if m.kind == "loss-factor" and m.factor == 2:
+        return r"the $\frac{1}{2}$ of the loss forgotten: its derivative taken as $2\,(y - t)$ instead of $y - t$"
+    if m.kind == "loss-factor":
+        return ("the power rule's factor 2 left out: the derivative of the squared error taken as $y - t$ instead of "
+                r"$2\,(y - t)$")
+    if m.kind == "missing-weight":
+        return ("the weights left out going down: each delta passed back to the layer below without the weight of "
+                "its edge")
+    if m.kind == "missing-input":
+        return ("the weight's input left out: the gradient taken as the delta of the node the weight enters, as if "
+                "the weight were a bias")
     if m.kind == "missing-derivative":
         return (f"a missing activation derivative: the factor ${factor}$ (the derivative of ${function}$ at ${node}$) "
                 "left out")
@@ -176,7 +210,18 @@ def mistake_sentence(m, net, printer) -> str:
 
 def circuit_mistake_sentence(m, circuit, printer) -> str:
     """What a wrong option of a circuit question gets wrong: its typical mistake
-    (:class:`~symprop.mistakes.CircuitMistake`) as a noun phrase."""
+    (:class:`~symprop.mistakes.CircuitMistake`) as a noun phrase; a compound one adds the
+    sign error of the whole gradient, a left-out one that always gives the right answer
+    near the drawn numbers says so."""
+    sentence = _circuit_mistake(m, circuit, printer)
+    if m.negated:
+        sentence += ", together with the sign of the whole gradient wrong"
+    if m.coincides:
+        sentence += _COINCIDES[m.coincides]
+    return sentence
+
+
+def _circuit_mistake(m, circuit, printer) -> str:
     name = printer.doprint
     gate = None if m.gate is None else circuit.gate_of[m.gate]
     if m.kind == "fan-out":
