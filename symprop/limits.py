@@ -65,6 +65,8 @@ MAX_DESCENT_STEPS = _setting("MAX_DESCENT_STEPS", 100_000)  # --steps of one ste
 MAX_EXACT_DIGITS = _setting("MAX_EXACT_DIGITS", 700)  # digits of grade's exact evaluation
 MAX_MAGNITUDE = _setting("MAX_MAGNITUDE", 1e300)  # |value| of grade's exact evaluation
 MAX_EXPANDED_POWER = _setting("MAX_EXPANDED_POWER", 8)  # power of a sum grade expands to compare symbolically
+MAX_GRADE_SECONDS = _setting("MAX_GRADE_SECONDS", 10.0)  # time grade spends evaluating at random points
+MAX_PROOF_SECONDS = _setting("MAX_PROOF_SECONDS", 2.0)  # time grade spends proving a right answer symbolically
 
 # -- exams (symprop.exam, the command line) --------------------------------------------------
 MAX_VARIANTS = _setting("MAX_VARIANTS", 5000)  # --variants of one exam run
