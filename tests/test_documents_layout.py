@@ -101,6 +101,13 @@ def test_no_overlapping_words(doc, built, reports):
     assert not report.overlaps, f"{doc} ({report.pdf}):\n" + "\n".join(str(o) for o in report.overlaps)
 
 
+@needs_tools
+@pytest.mark.parametrize("doc", DOCUMENTS)
+def test_no_page_ends_in_an_empty_solution_frame(doc, built, reports):
+    report = _report(doc, built, reports)
+    assert not report.stranded, f"{doc} ({report.pdf}): pages {report.stranded}"
+
+
 # -- the detector itself ----------------------------------------------------------------
 
 _PREAMBLE = r"""\documentclass[11pt]{article}

@@ -280,6 +280,21 @@ def page_count(pdf) -> int:
     return int(m[1]) if m else 0
 
 
+def stranded_headings(pdf, headings=("Solution:",)) -> list[int]:
+    """The pages whose last line of text (the page footer aside) is one of ``headings``: a
+    solution frame opened at the foot of a page with nothing in it."""
+    n = page_count(pdf)
+    found = []
+    for page in range(1, n + 1):
+        done = subprocess.run(["pdftotext", "-f", str(page), "-l", str(page), "-layout", str(pdf), "-"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=False)
+        lines = [line.strip() for line in done.stdout.decode(errors="replace").splitlines() if line.strip()]
+        body = [line for line in lines if not re.search(r"(^|\s)(page\s+)?\d+$", line)]  # footers
+        if body and body[-1] in headings:
+            found.append(page)
+    return found
+
+
 @dataclass
 class Report:
     """What :func:`read_document` finds in one PDF."""
@@ -288,19 +303,22 @@ class Report:
     pages: int
     overfull: list[Overfull]
     overlaps: list[Overlap]
+    stranded: list[int]  # pages ending in an empty "Solution:" frame
 
     @property
     def problems(self) -> list[str]:
         return ([f"overfull: {o}" for o in self.overfull]
-                + [f"overlap: {o}" for o in self.overlaps])
+                + [f"overlap: {o}" for o in self.overlaps]
+                + [f"page {p} ends in an empty Solution: frame" for p in self.stranded])
 
 
 def read_document(pdf, log=None) -> Report:
     """The page count, overfull boxes over 1 pt (from ``log``, default the .log next to
-    the PDF) and overlapping words of ``pdf``."""
+    the PDF), overlapping words and pages ending in an empty solution frame of ``pdf``."""
     pdf = Path(pdf)
     log = Path(log) if log is not None else pdf.with_suffix(".log")
-    return Report(pdf, page_count(pdf), overfull_boxes(log) if log.exists() else [], overlapping_words(pdf))
+    return Report(pdf, page_count(pdf), overfull_boxes(log) if log.exists() else [], overlapping_words(pdf),
+                  stranded_headings(pdf))
 
 
 def _shorten(text: str, n: int) -> str:
