@@ -5,8 +5,13 @@ Every file symprop writes goes through :func:`write_atomic`, so a failure leaves
 file (or none), never half of a new one. A new file gets the umask's mode, an existing one
 keeps its mode, a symlink is followed to the file it names, and a path that is not a
 regular file (a directory, a FIFO, a device) is refused with :class:`OutputError`, as is
-a missing directory. :func:`compile_pdf` runs latexmk or pdflatex with shell escape off
-and reports any failure in one line (a :class:`LatexError`) with the path of its log.
+a missing directory.
+
+:func:`compile_pdf` and :func:`compile_pdfs` (several documents, in parallel) run pdflatex
+with shell escape off, each document in a temporary folder of its own, once unless a
+second pass would change the output; only the PDF (and its log) is moved into place, each
+atomically. A failure is one line (a :class:`LatexError`) naming the log. The same
+document gives the same PDF bytes in every run (no dates, no varying trailer ID).
 """
 
 from __future__ import annotations
@@ -18,7 +23,10 @@ import secrets
 import shutil
 import stat
 import subprocess
+import tempfile
+import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from .documents.variants import answer_key_tex, render_variants
@@ -26,7 +34,8 @@ from .exam import variants
 from .quiz import answer_key_csv, moodle_xml
 from .spec import Family
 
-__all__ = ["write_atomic", "writable_target", "pdf_path", "OutputError", "compile_pdf", "LatexError", "write_exam"]
+__all__ = ["write_atomic", "writable_target", "pdf_path", "OutputError", "compile_pdf", "compile_pdfs",
+           "default_jobs", "LatexError", "write_exam"]
 
 
 class LatexError(RuntimeError):
@@ -108,9 +117,10 @@ def _check_directory(directory: Path, what: str, *, create: bool = False) -> Non
 _TEMPORARY = ".symprop-{}.tmp"
 
 
-def write_atomic(path, text: str | Iterable[str]) -> Path:
-    """Write ``text`` (a string or chunks) to ``path`` all at once: into a temporary file in
-    the same directory, then ``os.replace``. After a failure the old file (or none) remains.
+def write_atomic(path, text: str | bytes | Iterable[str]) -> Path:
+    """Write ``text`` (a string or chunks, as UTF-8; or bytes) to ``path`` all at once: into
+    a temporary file in the same directory, then ``os.replace``. After a failure the old
+    file (or none) remains.
 
     A symlink at ``path`` is followed: the file it names is replaced, the link stays. A
     new file gets the mode ``0o666`` less the umask, an existing file keeps its mode. A
@@ -146,8 +156,8 @@ def _write_temporary(path: Path, target: Path, text) -> Path:
     try:
         if keep is not None:  # an existing file keeps its mode
             os.chmod(fd if os.chmod in os.supports_fd else tmp, keep)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            for chunk in [text] if isinstance(text, str) else text:
+        with (os.fdopen(fd, "wb") if isinstance(text, bytes) else os.fdopen(fd, "w", encoding="utf-8", newline="\n")) as f:
+            for chunk in [text] if isinstance(text, (str, bytes)) else text:
                 f.write(chunk)
             f.flush()
             os.fsync(f.fileno())
@@ -176,40 +186,214 @@ def _naming(err: OSError, path) -> OSError:
     return err
 
 
-def compile_pdf(tex_path, *, latexmk: bool = True, timeout: float = 300) -> Path:
-    """Compile ``tex_path`` next to it with latexmk (or, without it or with
-    ``latexmk=False``, pdflatex, rerun while the log asks); returns the PDF's path.
+# -- pdflatex ---------------------------------------------------------------------------
 
-    Shell escape is off. On any LaTeX error, raises :class:`LatexError` with the first
-    error line and the path of the log.
+_FLAGS = ["-interaction=nonstopmode", "-halt-on-error", "-file-line-error", "-no-shell-escape"]
+
+# At most this many pdflatex passes per document (a pass is rerun only when it would change
+# the output, see _needs_rerun), and at most this many documents at a time by default.
+MAX_PASSES = 3
+MAX_JOBS = 8
+
+# Files a pass reads back under the document's own name: an empty one in the work folder
+# hides a stale one next to the .tex (pdflatex looks in the folder it runs in too, the
+# document's: an earlier run may have left its .aux there).
+_READ_BACK = (".aux", ".toc", ".lof", ".lot")
+
+# A first pass always "changes" labels and the exam class's point totals (there was no .aux
+# before it); that asks for a rerun only when something printed reads them back.
+_WEAK_RERUN = re.compile(
+    r"Label\(s\) may have changed\.\s+Rerun to get cross-references right\.?"
+    r"|Point totals have changed\.\s+Rerun to get point totals right\.?"
+)
+_RERUN = re.compile(r"\b[Rr]erun (?:to get|LaTeX)|[Pp]lease rerun")  # not "rerunfilecheck ... Rerun checks"
+_UNDEFINED = re.compile(r"Reference `[^']*' on page \d+ undefined|There were undefined references|Citation `[^']*'"
+                        r"|undefined citations")
+# What reads the .aux (or .toc, ...) back: references, citations, the exam class's totals,
+# page and continuation tests, tables of contents, TikZ's remembered pictures.
+_READS_AUX = re.compile(
+    r"\\(?:[A-Za-z]*ref|[A-Za-z]*cite[A-Za-z]*|num(?:pages|coverpages|points|bonuspoints|questions|parts|subparts"
+    r"|subsubparts)|totalnumpages|(?:bonus)?pointsofquestion|(?:bonus)?pointsonpage|[A-Za-z]*(?:point|grade)s?table"
+    r"|totalpoints|totalbonuspoints|iflastpage|ifcontinuation|ContinuedQuestion|PreviousTotalPages|tableofcontents"
+    r"|listoffigures|listoftables)(?![A-Za-z])"
+    r"|remember\s+picture|LastPage"
+)
+
+
+def default_jobs() -> int:
+    """How many documents :func:`compile_pdfs` compiles at a time by default: the CPUs this
+    process may use, at most :data:`MAX_JOBS`."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_JOBS))
+
+
+def compile_pdf(tex_path, *, timeout: float = 300, keep_log: bool = True) -> Path:
+    r"""Compile ``tex_path`` with pdflatex; returns the PDF's path, next to the file (the
+    file a symlink names).
+
+    The document is compiled where it is (it may ``\input`` files next to it) into a
+    temporary folder of its own in the system's temporary directory, one pass unless a
+    second would change the output (:func:`_needs_rerun`), at most :data:`MAX_PASSES`;
+    only the PDF is written into place (:func:`write_atomic`), and the log next to it
+    (``keep_log``; always on failure). Shell escape is off; the PDF carries no dates and no trailer ID
+    that vary between runs (``SOURCE_DATE_EPOCH``, 0 unless set, and the preamble's
+    ``\pdfinfoomitdate``/``\pdftrailerid``). On any LaTeX error, raises
+    :class:`LatexError` with the first error line and the path of the log.
     """
+    _need_pdflatex()
+    return _compile_one(tex_path, timeout, keep_log)
+
+
+def compile_pdfs(tex_paths, *, jobs: int | None = None, timeout: float = 300, keep_log: bool = True,
+                 progress: Callable[[int, int], None] | None = None) -> list[Path]:
+    """Compile every file of ``tex_paths`` as :func:`compile_pdf` does, ``jobs`` at a time
+    (default :func:`default_jobs`), the largest first; returns the PDFs' paths in the order
+    given. The PDFs are the same bytes whatever ``jobs``.
+
+    ``progress(done, total)``, if given, is called in the calling thread after each
+    document. When a document fails, no new one is started; the :class:`LatexError` of the
+    first failed document (in the order given) is raised once the running ones end, and
+    the PDFs already made stay.
+    """
+    texs = [Path(t) for t in tex_paths]
+    if not texs:
+        return []
+    _need_pdflatex()
+    jobs = max(1, min(jobs if jobs is not None else default_jobs(), len(texs)))
+    order = sorted(range(len(texs)), key=lambda i: -_size(texs[i]))  # long ones first: no straggler at the end
+    pdfs: list[Path | None] = [None] * len(texs)
+    if jobs == 1:
+        for done, i in enumerate(order, 1):
+            pdfs[i] = _compile_one(texs[i], timeout, keep_log)
+            if progress is not None:
+                progress(done, len(texs))
+        return pdfs
+
+    stop = threading.Event()
+
+    def work(i):
+        if stop.is_set():  # a document failed or the caller was interrupted: start nothing more
+            return None
+        try:
+            return _compile_one(texs[i], timeout, keep_log)
+        except BaseException:
+            stop.set()
+            raise
+
+    failed: dict[int, BaseException] = {}
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="symprop-pdflatex")
+    try:
+        futures = {pool.submit(work, i): i for i in order}
+        done = 0
+        for future in as_completed(futures):
+            i = futures[future]
+            try:
+                pdfs[i] = future.result()
+            except LatexError as err:
+                failed[i] = err
+                continue
+            done += 1
+            if progress is not None and not stop.is_set():
+                progress(done, len(texs))
+    except BaseException:  # an interrupt, or an unexpected error in a job: start nothing more
+        stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    if failed:
+        raise failed[min(failed)]
+    return pdfs
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def _need_pdflatex() -> None:
+    if not shutil.which("pdflatex"):
+        raise LatexError("pdflatex is not installed; install TeX Live to get a PDF")
+
+
+def _environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("SOURCE_DATE_EPOCH", "0")  # a fixed date and trailer ID, unless the caller fixed one
+    env.pop("FORCE_SOURCE_DATE", None)  # \today stays today's date
+    return env
+
+
+def _compile_one(tex_path, timeout: float, keep_log: bool) -> Path:
+    """One document in a temporary folder of its own (see :func:`compile_pdf`)."""
     tex = Path(tex_path).resolve()
-    log = tex.with_suffix(".log")
-    flags = ["-interaction=nonstopmode", "-halt-on-error", "-file-line-error", "-no-shell-escape"]
-    if latexmk and shutil.which("latexmk"):
-        _run_tex(["latexmk", "-pdf", "-silent", f"-pdflatex=pdflatex {' '.join(flags)} %O %S", tex.name], tex, log, timeout)
-    elif shutil.which("pdflatex"):
-        for _ in range(3):
-            _run_tex(["pdflatex", *flags, tex.name], tex, log, timeout)
-            if "Rerun to get" not in _read_log(log):
+    log, pdf = tex.with_suffix(".log"), tex.with_suffix(".pdf")
+    try:
+        # in the system's temporary directory: a process killed mid-way (Ctrl-C in the
+        # command line ends it at once) leaves nothing in the user's folder
+        work = Path(tempfile.mkdtemp(prefix="symprop-pdflatex-"))
+    except OSError as err:
+        raise LatexError(f"cannot compile {tex}: no temporary folder: {err.strerror or err}") from None
+    built_log = work / log.name
+    try:
+        try:
+            source = tex.read_text(encoding="utf-8", errors="replace")
+            for suffix in _READ_BACK:
+                (work / tex.with_suffix(suffix).name).touch()
+        except OSError as err:
+            raise LatexError(f"cannot compile {tex}: {err.strerror or err}") from None
+        # run where the document is, so that it may \input files next to it
+        cmd = ["pdflatex", *_FLAGS, f"-output-directory={work}", tex.name]
+        env = _environment()
+        for passes in range(1, MAX_PASSES + 1):
+            _run_tex(cmd, tex, log, built_log, timeout, env)
+            if passes == MAX_PASSES or not _needs_rerun(_read_log(built_log), source):
                 break
-    else:
-        raise LatexError("neither latexmk nor pdflatex is installed; install TeX Live to get a PDF")
-    return tex.with_suffix(".pdf")
+        try:
+            write_atomic(pdf, (work / pdf.name).read_bytes())
+            if keep_log:
+                write_atomic(log, built_log.read_bytes())
+            else:  # a log left by an earlier failure would describe another PDF
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(log)
+        except OutputError as err:  # the PDF's place is a directory, a FIFO...
+            raise LatexError(str(err)) from None
+        except OSError as err:
+            raise LatexError(f"cannot write {err.filename or pdf}: {err.strerror or err}") from None
+        return pdf
+    except BaseException:
+        with contextlib.suppress(OSError):  # the log stays on failure: the error names it
+            write_atomic(log, built_log.read_bytes())
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
-def _run_tex(cmd, tex, log, timeout):
+def _needs_rerun(log: str, source: str) -> bool:
+    """Whether another pdflatex pass would change the output, from the ``log`` of this
+    pass and the document's ``source``: a rerun asked for (longtable's widths, hyperref's
+    outlines...), or labels or point totals changed while something reads them back (an
+    undefined reference in the log, or a command in the source that reads the .aux)."""
+    if _RERUN.search(_WEAK_RERUN.sub("", log)):
+        return True
+    return bool(_WEAK_RERUN.search(log)) and bool(_UNDEFINED.search(log) or _READS_AUX.search(source))
+
+
+def _run_tex(cmd, tex, log, built_log, timeout, env):
     try:
         done = subprocess.run(
             cmd, cwd=tex.parent, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, timeout=timeout, check=False,
+            stderr=subprocess.STDOUT, timeout=timeout, check=False, env=env,
         )
     except subprocess.TimeoutExpired:
         raise LatexError(f"pdflatex took longer than {timeout:.0f} s on {tex}; the log is {log}") from None
     except OSError as err:  # not executable, no such directory, too many processes...
         raise LatexError(f"cannot run {cmd[0]} on {tex}: {err.strerror or err}") from None
     if done.returncode != 0:
-        raise LatexError(f"pdflatex failed on {tex}: {_first_error(log)}; the log is {log}")
+        raise LatexError(f"pdflatex failed on {tex}: {_first_error(built_log)}; the log is {log}")
 
 
 def _read_log(log: Path) -> str:
@@ -234,7 +418,8 @@ def _first_error(log: Path) -> str:
 
 def write_exam(
     family: Family, n: int, seed: int, directory, *, combined: bool = False, answers: bool = False,
-    pdf: bool = False, moodle=None, check: Callable[[Path], None] | None = None,
+    pdf: bool = False, moodle=None, check: Callable[[Path], None] | None = None, jobs: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[Path]:
     """Write ``n`` variants, the answer key (CSV and LaTeX) and optionally a Moodle XML file;
     every file atomically. Returns the paths written (PDFs included with ``pdf``).
@@ -244,7 +429,9 @@ def write_exam(
     directory must exist (or be ``directory``), no path may be anything but a regular
     file. ``check``, if given, is called with every path to be written (the PDFs too) and
     may raise to refuse one. The files are written to temporary files first and renamed
-    into place only when all of them are written.
+    into place only when all of them are written. With ``pdf``, the documents are then
+    compiled ``jobs`` at a time (:func:`compile_pdfs`; ``progress(done, total)`` after
+    each).
     """
     directory = Path(directory)
     _check_directory(directory, f"cannot write to {directory}", create=True)
@@ -292,7 +479,7 @@ def write_exam(
             with contextlib.suppress(OSError):
                 directory.rmdir()
         raise
-    return [*(path for path, _ in files), *(compile_pdf(tex) for tex in texs)]
+    return [*(path for path, _ in files), *compile_pdfs(texs, jobs=jobs, progress=progress)]
 
 
 def _same_place(a: Path, b: Path) -> bool:

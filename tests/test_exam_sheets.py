@@ -182,7 +182,7 @@ def test_sheets_compile_with_no_overfull_line(seed002, family, tmp_path):
     documents["variants-answers.tex"] = render_variants(fam, vs, combined=True, answers=True)[f"{fam.name}.tex"]
     for name, tex in documents.items():
         (tmp_path / name).write_text(tex)
-        compile_pdf(tmp_path / name, latexmk=False)
+        compile_pdf(tmp_path / name)
         assert max(overfull(tmp_path / name), default=0) <= 1, (name, overfull(tmp_path / name))
     assert pages(tmp_path / "question.tex") == 1  # the question and its lines on one page
     assert pages(tmp_path / "key.tex") == 1

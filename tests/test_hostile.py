@@ -338,11 +338,16 @@ def test_grading_sees_a_right_answer_in_disguise_and_a_tiny_error(capsys):
 
 def test_an_unreachable_family_stops_with_its_limit(write, capsys, monkeypatch):
     monkeypatch.setattr(limits, "MAX_VARIANT_SECONDS", 2.0)
-    family = write("f.toml", "[family]\nmax_tries = 100000\noptions = 8\n[family.layered]\nsizes = [[1, 1, 1]]\n")
+    # every draw is rejected (no gradient is that large), so only the time limit ends the search
+    family = write("f.toml", "[family]\nmax_tries = 100000\noptions = 0\nmin_gradient = 1e9\n"
+                             "[family.layered]\nsizes = [[1, 1, 1]]\n")
     start = time.monotonic()
     assert_one_line(*run(["exam", family, "-o", family.parent / "out"], capsys)[::2], "f.toml", "variant 1",
                     "no acceptable variant in 2 s")
     assert time.monotonic() - start < 20
+    # a family whose options no question can have is named before any drawing
+    family = write("g.toml", "[family]\noptions = 20\n[family.layered]\nsizes = [[1, 1, 1]]\n")
+    assert_one_line(*run(["exam", family, "-o", family.parent / "out2"], capsys)[::2], "g.toml", "options")
 
 
 # -- messages ----------------------------------------------------------------------------------

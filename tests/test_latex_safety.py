@@ -287,7 +287,7 @@ PREAMBLE = r"""\documentclass{article}
 def _compiles(path, body) -> bool:
     path.write_text(PREAMBLE + body + "\n\\end{document}\n", encoding="utf-8")
     try:
-        compile_pdf(path, latexmk=False)
+        compile_pdf(path)
     except LatexError:
         return False
     return True

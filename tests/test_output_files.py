@@ -460,13 +460,13 @@ def test_a_read_only_directory_is_one_line(tmp_path, capsys, spec):
 
 @pytest.fixture
 def tex_installed(monkeypatch):
-    """latexmk and pdflatex look installed, whether they are or not."""
+    """pdflatex looks installed, whether it is or not."""
     monkeypatch.setattr(output.shutil, "which", lambda cmd: f"/usr/bin/{cmd}")
 
 
 @pytest.mark.parametrize("error", [
-    PermissionError(errno.EACCES, "Permission denied", "latexmk"),
-    FileNotFoundError(errno.ENOENT, "No such file or directory", "latexmk"),
+    PermissionError(errno.EACCES, "Permission denied", "pdflatex"),
+    FileNotFoundError(errno.ENOENT, "No such file or directory", "pdflatex"),
     OSError(errno.EAGAIN, "Resource temporarily unavailable"),
 ], ids=["permission", "vanished", "no processes"])
 def test_pdflatex_that_cannot_run_is_a_latex_error(tmp_path, capsys, spec, monkeypatch, tex_installed, error):
@@ -475,12 +475,11 @@ def test_pdflatex_that_cannot_run_is_a_latex_error(tmp_path, capsys, spec, monke
 
     monkeypatch.setattr(output.subprocess, "run", cannot)
     tex = write_atomic(tmp_path / "x.tex", "\\documentclass{article}\\begin{document}x\\end{document}\n")
-    for latexmk in (True, False):
-        with pytest.raises(LatexError, match=f"cannot run {'latexmk' if latexmk else 'pdflatex'} on .*x.tex: "):
-            compile_pdf(tex, latexmk=latexmk)
+    with pytest.raises(LatexError, match="cannot run pdflatex on .*x.tex: "):
+        compile_pdf(tex)
     status, err = run(capsys, *solve(spec, "-o", tmp_path / "s.tex", "--pdf"))
     assert status == 1 and len(err.strip().splitlines()) == 1
-    assert err.startswith("symprop: cannot run latexmk on ") and error.strerror in err
+    assert err.startswith("symprop: cannot run pdflatex on ") and error.strerror in err
     assert (tmp_path / "s.tex").read_text().startswith("\\documentclass")
 
 
@@ -503,7 +502,7 @@ def test_an_exam_family_pdf_that_cannot_run_is_one_line(tmp_path, capsys, family
     monkeypatch.setattr(output.subprocess, "run", cannot)
     status, err = run(capsys, *family_exam(family, "-o", tmp_path / "exam", "--pdf"))
     assert status == 1 and len(err.strip().splitlines()) == 1
-    assert "cannot run latexmk" in err and "Permission denied" in err
+    assert "cannot run pdflatex" in err and "Permission denied" in err
     assert sorted(p.name for p in (tmp_path / "exam").iterdir()) == EXAM_FILES  # the LaTeX is written
 
 

@@ -135,7 +135,7 @@ def built(tmp_path_factory):
 
 def _compile(path):
     try:
-        return compile_pdf(path, latexmk=False)  # one pdflatex run is enough to find errors
+        return compile_pdf(path)
     except LatexError as err:
         return err
 
@@ -220,9 +220,8 @@ def test_compile_failure_says_where_the_log_is(tmp_path, monkeypatch):
     broken = write_atomic(tmp_path / "broken.tex", "\\documentclass{article}\\begin{document}\\nosuchcommand\\end{document}\n")
     with pytest.raises(LatexError, match=r"Undefined control sequence.*the log is .*broken\.log"):
         compile_pdf(broken)
-    # without latexmk, pdflatex itself runs and fails the same way
     with pytest.raises(LatexError, match=r"Undefined control sequence.*the log is .*broken\.log"):
-        compile_pdf(broken, latexmk=False)
+        compile_pdf(broken)
     monkeypatch.setattr(output.shutil, "which", lambda cmd: None)
     with pytest.raises(LatexError, match="install TeX Live"):
         compile_pdf(broken)
