@@ -45,12 +45,19 @@ def _load(path, *kinds):
 
 
 def _wrt_list(spec, names):
+    """The symbols of ``--wrt`` names: parameters, inputs, or nodes (a node's result is its
+    delta dE/dz_k); a target, the loss or an unknown name is one line, exit status 2."""
+    from .derive import resolve_wrt
+
     if not names:
         return None
     missing = [n for n in names if n not in spec.symbols]
     if missing:
-        raise UsageError(f"{spec.file}: --wrt {missing[0]}: no such parameter or input")
-    return [spec.symbols[n] for n in names]
+        raise UsageError(f"{spec.file}: --wrt {missing[0]}: no such parameter, input or node")
+    try:
+        return [resolve_wrt(spec.network, spec.symbols[n]) for n in names]
+    except NetworkError as err:
+        raise UsageError(f"{spec.file}: --wrt {err.symbol}: {err}") from None
 
 
 # -- derive -----------------------------------------------------------------------------
@@ -58,7 +65,7 @@ def _wrt_list(spec, names):
 def _add_derive(commands):
     p = commands.add_parser("derive", help="derive dE/dw by the chain rule and show the steps")
     p.add_argument("spec", help="the TOML spec file")
-    p.add_argument("--wrt", action="append", metavar="NAME", help="a parameter or input (repeatable); default: every parameter")
+    p.add_argument("--wrt", action="append", metavar="NAME", help="a parameter, input or node (repeatable; a node gives its delta); default: every parameter")
     p.add_argument("--method", choices=METHODS, default="top-down")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--max-paths", type=_int_in(1, 10**9), help="leave out path forms past this many paths (default: MAX_PATHS)")
@@ -126,9 +133,9 @@ def _derive_matrix(layers):
 
 def _add_document_options(p):
     p.add_argument("spec", help="the TOML spec file")
-    p.add_argument("--wrt", action="append", metavar="NAME", help="a parameter or input (repeatable); default: every parameter")
+    p.add_argument("--wrt", action="append", metavar="NAME", help="a parameter, input or node (repeatable; a node gives its delta); default: every parameter")
     p.add_argument("-o", "--output", metavar="FILE.tex", help="write the LaTeX here (atomically); default: standard output")
-    p.add_argument("--pdf", action="store_true", help="also compile FILE.pdf with latexmk or pdflatex (needs -o)")
+    p.add_argument("--pdf", action="store_true", help="also compile FILE.pdf with pdflatex (needs -o)")
     p.add_argument("--title", help="the document title (printed literally)")
 
 
@@ -150,7 +157,7 @@ def _run_solve(args, out):
     spec = _load(args.spec, Spec, Layers)
     if isinstance(spec, Layers):
         if args.bind:
-            raise UsageError(f"--bind: {args.spec} is a [layers] spec, which has no generic functions")
+            raise UsageError(f"--bind: the matrix-form solution of {args.spec} has no numbers to bind a function for")
         return _run_solve_matrix(args, spec, out)
     _bound_steps(args, spec, _wrt_list(spec, args.wrt))
     tex = render_solution(
@@ -195,14 +202,39 @@ def _run_exam(args, out):
     if args.combined or args.moodle or args.variants != 1 or args.seed != 0:
         raise UsageError(f"{args.spec}: --variants, --seed, --combined and --moodle need a question family (a [family] table)")
     if isinstance(spec, Layers):
-        raise UsageError(f"{args.spec}: an exam question needs a [nodes] network or a [family]; "
-                         "for a [layers] spec, `symprop solve` writes the matrix-form solution")
+        return _run_exam_matrix(args, spec, out)
     _check_output(args)
     _bound_steps(args, spec, _wrt_list(spec, args.wrt))
     tex = render_exam(
         spec.network, _wrt_list(spec, args.wrt), method=args.method, values=spec.values,
         bind=spec.bind, title=args.title, answers=args.answers,
     )
+    return _emit(args, tex, out)
+
+
+def _run_exam_matrix(args, layers, out):
+    """A [layers] spec: a matrix-form question with numbers (forward pass, deltas, dE/dW^l
+    and dE/db^l, or the entries --wrt names) on the exam class, with its worked solution."""
+    from .documents.matrix import MAX_EXAM_DEPTH, MAX_EXAM_WIDTH, render_matrix_exam
+    from .matrix import from_layers, parameter_entry
+
+    _check_output(args)
+    if args.method != "bottom-up":
+        raise UsageError(f"{args.spec}: a [layers] spec has the matrix form, which goes top-down; leave out --method")
+    if max(layers.sizes) > MAX_EXAM_WIDTH or len(layers.sizes) - 1 > MAX_EXAM_DEPTH:
+        raise UsageError(f"{args.spec}: an exam prints every matrix as numbers: at most {MAX_EXAM_DEPTH} layers "
+                         f"of at most {MAX_EXAM_WIDTH} units, not {'-'.join(map(str, layers.sizes))}; "
+                         "`symprop solve` writes the matrix-form solution at any size")
+    numbers = layers.bound()  # a generic f: the activation [bind] gives it
+    try:
+        d, values = from_layers(numbers)
+    except ValueError as err:
+        raise UsageError(f"{args.spec}: [values]: {err}") from None
+    if values.x.shape[1] != 1:
+        raise UsageError(f"{args.spec}: an exam question takes one sample, not a batch of {values.x.shape[1]}: "
+                         "give one value for each x_i and t_j in [values] (or batch = 1)")
+    entries = [parameter_entry(name, layers.sizes) for name in args.wrt or ()]
+    tex = render_matrix_exam(d, values, entries=entries, bound=layers.bind, title=args.title, answers=args.answers)
     return _emit(args, tex, out)
 
 
@@ -231,10 +263,11 @@ def _run_exam_family(args, family):
         if what := _input_file(args, path):
             raise UsageError(f"-o {directory}: the exam would overwrite {what}, {path}; choose another directory")
 
+    bar = _count_bar(sys.stderr, "PDFs") if args.pdf and sys.stderr.isatty() else None
     try:
         written = write_exam(
             family, args.variants, args.seed, directory, combined=args.combined, answers=args.answers,
-            pdf=args.pdf, moodle=args.moodle, check=check,
+            pdf=args.pdf, moodle=args.moodle, check=check, progress=bar,
         )
     except ExamError as err:
         raise UsageError(str(err)) from None
@@ -243,6 +276,8 @@ def _run_exam_family(args, family):
     except OSError as err:
         raise UsageError(f"cannot write to {err.filename or directory}: {err.strerror or err}") from None
     except LatexError as err:
+        if bar is not None:
+            bar.end()
         print(f"symprop: {err}", file=sys.stderr)
         return 1
     print(f"symprop: wrote {args.variants} variant{'s' * (args.variants != 1)} of {family.name}: "
@@ -399,17 +434,25 @@ def _add_grad(commands):
     _add_numeric_options(p)
     p.add_argument("--gates", action="store_true",
                    help="also stage every node into elementary gates and report each gate's value, local gradients and delta")
+    p.add_argument("--wrt", action="append", metavar="NAME",
+                   help="list only dE/dNAME under gradient: a parameter, input or node (its delta; repeatable)")
     p.set_defaults(run=_run_grad)
 
 
 def _run_grad(args, out):
     layers = _load(args.spec, Spec, Layers)
+    if isinstance(layers, Layers) and args.wrt:
+        raise UsageError("--wrt applies to the scalar form: the matrix form gives every W^l and b^l at once")
     if isinstance(layers, Layers):  # a layered network: the matrix form, NumPy matrix products
         return _run_grad_matrix(args, layers, out)
     spec, values, bind = _numeric_setup(args)
+    wrt = _wrt_list(spec, args.wrt)
+    if args.gates and wrt:
+        raise UsageError("--wrt and --gates: --gates reports every gate; leave out --wrt")
     if args.gates:
         return _run_grad_gates(args, spec, values, bind, out)
-    _emit_report(out, args.format, numeric.gradient(spec.network, values, bind=bind))
+    result = numeric.gradient(spec.network, values, bind=bind)
+    _emit_report(out, args.format, result if wrt is None else report.gradient_for(result, wrt))
 
 
 def _run_grad_gates(args, spec, values, bind, out):
@@ -435,10 +478,9 @@ def _run_grad_matrix(args, layers, out):
 
     if args.gates:
         raise UsageError(f"{args.spec}: --gates needs a spec with [nodes]; a [layers] spec has the matrix form")
-    if args.bind:
-        raise UsageError(f"{args.spec}: --bind: a [layers] spec has no generic functions to bind")
     if args.values:
         layers = layers.with_values_file(args.values)
+    layers = layers.with_bind(args.bind).bound()  # a generic f: the activation it is bound to, for numbers
     try:
         d, values = from_layers(layers)
     except ValueError as err:
@@ -447,11 +489,16 @@ def _run_grad_matrix(args, layers, out):
 
 
 def _add_check(commands):
-    p = commands.add_parser("check", help="check the gradient against central differences (exit 1 on a failure)")
+    p = commands.add_parser("check", help="check the gradient against finite differences (exit 1 on a failure)")
     _add_numeric_options(p)
     p.add_argument("--against", action="append", metavar="NAME=EXPR",
                    help="your gradient dE/dNAME as an expression in the spec's symbols (repeatable)")
     p.add_argument("--only", action="append", metavar="GLOB", help="check only the parameters matching GLOB, e.g. 'w_1_*' (repeatable)")
+    p.add_argument("--difference", choices=numeric.DIFFERENCES, default="central",
+                   help="central: (E(w+h) - E(w-h))/2h, 2P forward passes (default); "
+                        "forward: (E(w+h) - E(w))/h, P + 1 forward passes (seed 004)")
+    p.add_argument("--epsilon", type=float, default=numeric.STEP, metavar="EPS",
+                   help=f"the step: h = EPS·max(1, |w|) (default {numeric.STEP:g})")
     p.set_defaults(run=_run_check)
 
 
@@ -466,13 +513,15 @@ def _run_check(args, out):
         if symbol is None or (symbol not in spec.network.params and symbol not in spec.network.inputs):
             raise UsageError(f"--against {item}: {name} is not a parameter or an input of {spec.file}")
         against[symbol] = parse_expression(text, spec.symbols, spec.functions, where=f"--against {name}")
-    result = numeric.check(spec.network, values, bind=bind, against=against, only=args.only)
+    result = numeric.check(spec.network, values, bind=bind, against=against, only=args.only,
+                           difference=args.difference, epsilon=args.epsilon)
     _emit_report(out, args.format, result)
     return 0 if result.passed else 1
 
 
 def _add_step(commands):
-    p = commands.add_parser("step", help="take gradient-descent steps w <- w - lr dE/dw")
+    p = commands.add_parser("step", help="take descent steps w <- w - lr dE/dw: gradient descent, SGD (--batch-size 1) "
+                            "or minibatch SGD")
     _add_numeric_options(p)
     p.add_argument("--lr", type=float, required=True, metavar="ETA", help="the learning rate")
     p.add_argument("--steps", type=_int_in(1, limits.MAX_DESCENT_STEPS, "MAX_DESCENT_STEPS"), default=1, metavar="N",
@@ -510,8 +559,36 @@ def _progress_bar(stream, delay=1.0, width=30):
     return update
 
 
+def _count_bar(stream, what, delay=1.0, width=30):
+    """A progress callback ``update(done, total)`` that draws ``[###...] done/total what``
+    on ``stream`` once a run has taken ``delay`` seconds, and ends the line at the last."""
+    import time
+
+    start, last, open_line = time.monotonic(), [0.0], [False]
+
+    def update(i, n):
+        now = time.monotonic()
+        if now - start < delay or (now - last[0] < 0.1 and i < n) or (i == n and not open_line[0]):
+            return  # a quick run draws nothing, not even the last line
+        last[0], open_line[0] = now, i < n
+        done = width * i // n
+        stream.write(f"\r[{'#' * done}{'.' * (width - done)}] {i}/{n} {what}" + ("\n" if i == n else ""))
+        stream.flush()
+
+    def end():
+        """End a line left open (a run that stopped early), so that a message starts afresh."""
+        if open_line[0]:
+            stream.write("\n")
+            stream.flush()
+            open_line[0] = False
+
+    update.end = end
+    return update
+
+
 def _add_flow(commands):
-    p = commands.add_parser("flow", help="gradient-flow diagnostics: |delta| by depth, saturated and dead units")
+    p = commands.add_parser("flow", help="gradient-flow diagnostics: |delta| by depth, saturated and dead units, "
+                            "the cause of a zero gradient, an exploding/vanishing verdict")
     _add_numeric_options(p)
     p.set_defaults(run=_run_flow)
 
@@ -604,7 +681,7 @@ def _at_values(text, functions) -> dict:
 def _add_grade(commands):
     p = commands.add_parser("grade", help="check an expression for dE/dw; exit 0 when right, 1 when wrong")
     p.add_argument("spec", help="the TOML spec file")
-    p.add_argument("--wrt", required=True, metavar="NAME", help="the parameter or input")
+    p.add_argument("--wrt", required=True, metavar="NAME", help="the parameter, input or node")
     p.add_argument("--answer", required=True, metavar="EXPR",
                    help="the expression, in the spec's names (node names mean node values); write --answer=EXPR when it starts with '-'")
     p.add_argument("--format", choices=("text", "json"), default="text")

@@ -42,7 +42,7 @@ from .printing import tree_size
 
 __all__ = [
     "Partial", "Total", "Step", "Derivation", "LocalPartial", "derive", "local_partial", "delta_expr", "backward",
-    "step_estimate",
+    "step_estimate", "resolve_wrt",
     "METHODS", "MULTIPLY", "SCALE", "POWER", "EXPONENTIAL", "FAN_OUT",
 ]
 
@@ -335,7 +335,8 @@ def _engine(net: Network, in_outputs: bool) -> _Engine:
 # -- derivations ---------------------------------------------------------------------------
 
 class Derivation:
-    """dE/dw for one parameter or input, derived by one method, as data.
+    """dE/dw for one parameter or input, derived by one method, as data; for a node
+    ``z_k`` (not the loss), its delta dE/dz_k, by the same steps and in the same forms.
 
     ``steps`` is the ordered list of :class:`Step` records; the result comes in four
     forms: ``in_deltas`` (deltas times local partials, what backprop stores),
@@ -556,6 +557,8 @@ def _edges_down(path):
 def derive(net: Network, wrt=None, *, method: str = "top-down", in_outputs: bool = True,
            max_paths: int | None = None):
     """Derive dE/dw by ``method`` for ``wrt``: one symbol/name, a list, or None for all params.
+    ``wrt`` may name a node too (not the loss): the result is its delta dE/dz_k, the total
+    derivative of the loss with respect to the node's value.
 
     ``in_outputs`` writes activation derivatives in terms of node outputs, as the texts do
     (``sigma'(u)`` becomes ``z (1 - z)`` where ``z = sigma(u)`` is a node). Path forms are
@@ -642,8 +645,19 @@ def step_estimate(net: Network, wrt, limit: int) -> int:
     return total
 
 
+def resolve_wrt(net: Network, wrt) -> sp.Symbol:
+    """The symbol of ``wrt`` (a name or a Symbol) when dE/d``wrt`` can be derived: a
+    parameter, an input, or a node other than the loss (whose result is the node's delta
+    dE/dz_k, seed 002 §1.9); else :class:`NetworkError`."""
+    return _resolve(net, wrt)
+
+
 def _resolve(net: Network, wrt) -> sp.Symbol:
     symbol = net.symbol(wrt) if isinstance(wrt, str) else wrt
-    if symbol not in net.params and symbol not in net.inputs:
-        raise NetworkError(f"can only differentiate with respect to a parameter or an input, not {symbol}", symbol)
+    if symbol == net.loss:
+        raise NetworkError(f"{symbol} is the loss itself (d{symbol}/d{symbol} = 1): differentiate with respect to "
+                           "a parameter, an input or another node", symbol)
+    if symbol not in net.params and symbol not in net.inputs and symbol not in net.nodes:
+        raise NetworkError(f"can only differentiate with respect to a parameter, an input or a node, not {symbol}",
+                           symbol)
     return symbol

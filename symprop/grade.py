@@ -613,8 +613,9 @@ def grade(network: Network, wrt, answer, *, seed: int = 0) -> GradeResult:
     """
     net = network
     w = net.symbol(wrt) if isinstance(wrt, str) else wrt
-    if w not in net.params and w not in net.inputs:
-        raise NetworkError(f"can only differentiate with respect to a parameter or an input, not {w}", w)
+    if w not in net.params and w not in net.inputs and (w not in net.nodes or w == net.loss):
+        raise NetworkError(f"can only differentiate with respect to a parameter, an input or a node other than the "
+                           f"loss, not {w}", w)
     try:
         answer = fn.as_expr(answer)
     except TypeError:

@@ -61,6 +61,7 @@ from .printing import LatexPrinter, TextPrinter
 
 __all__ = [
     "LAYOUT", "GATES", "OUTPUT_RULES", "MatrixRule", "MatrixStep", "MatrixDerivation", "MatrixGradient", "LayeredValues",
+    "WorkedNumbers",
     "Jacobian", "Gradient", "Elementwise", "Softmax", "Ones",
     "derive_matrix", "derive_layers", "from_layers", "random_layered", "values_from_scalar", "mlp_bindings",
     "text", "latex", "activation_derivative",
@@ -852,6 +853,10 @@ class MatrixDerivation:
         closed form that cannot overflow (the step's value, not its formula, changes);
         where the loss or a gradient has no finite value, :class:`NetworkError` says why.
         """
+        if self.generics:
+            g = self.generics[0]
+            raise NetworkError(f"the generic activation {g} has no numbers: bind it to an activation, "
+                               f"e.g. --bind {g}=sigmoid or a [bind] table with {g} = \"sigmoid\"")
         env = self._run_forward(self._environment(values))
         loss = self._loss_number(env)
         if not math.isfinite(loss):
@@ -864,6 +869,12 @@ class MatrixDerivation:
         if not math.isfinite(sum([float(b.sum()) for b in db] + [float(env[k].sum()) for k in self._probe_keys])):
             self._check_finite(env, dW, db, deltas)
         return MatrixGradient(loss, dW, db, deltas, activations)
+
+    @functools.cached_property
+    def generics(self) -> tuple[str, ...]:
+        """The generic activations (``f``) of the layers, each once: the derivation prints
+        Diag(f'(z^l)) for them, and numbers need each bound to an activation."""
+        return tuple(dict.fromkeys(f.name for f in self.net.activations if f.kind == "generic"))
 
     @functools.cached_property
     def _probe_keys(self) -> list:
@@ -923,6 +934,32 @@ class MatrixDerivation:
                 why = f"{name} holds {_first_bad(below)}" if not np.all(np.isfinite(below)) else "it overflows"
                 raise NetworkError(f"the gradient is not finite: dE/dW^{l} = Δ^{l} {factor} holds "
                                    f"{_first_bad(dW[l - 1])} ({why})")
+
+    def worked_numbers(self, values: LayeredValues) -> WorkedNumbers:
+        """Every number of a worked solution for one sample, step by step: the forward pass,
+        each f'(z^l), dE/da^L, each (W^(l+1))^T δ^(l+1), the deltas and the gradients. The
+        deltas, gradients and loss are :meth:`gradient`'s own (the numbers ``grad`` prints);
+        the intermediate ones come from the one-sample steps' expressions."""
+        if values.x.ndim != 2 or values.x.shape[1] != 1:
+            raise NetworkError(f"a worked solution takes one sample, not a batch of {values.x.shape[-1]}")
+        g = self.gradient(values)
+        env = self._run_forward(self._environment(values))
+        s, L = self.one, self.depth
+        z = [env[_key(Z)] for Z in self.batch.z]
+        a = list(g.activations)
+        one = {**dict(zip((_key(n) for n in self.dims), self.sizes)), _key(s.y): values.y}
+        one.update({_key(s.z[l]): z[l] for l in range(L)})
+        one.update({_key(s.a[l]): a[l] for l in range(L + 1)})
+        fprime = []
+        for l, f in enumerate(self.net.activations, 1):
+            output_rule = l == L and (self.net.fused or f.name == "softmax")
+            d = None if output_rule else _derivative(f, s.z[l - 1], s.a[l])
+            fprime.append(None if d is None else np.asarray(_compile(d)(one), dtype=float) + np.zeros_like(z[l - 1]))
+        loss_gradient = None
+        if not self.net.fused:
+            loss_gradient = np.asarray(_compile(_loss_gradient(self.net.loss, s.a[L], s.y, self.dims[-1]))(one), dtype=float)
+        back = [values.weights[l].T @ g.deltas[l] for l in range(1, L)]
+        return WorkedNumbers(g.loss, z, a, fprime, loss_gradient, back, list(g.deltas), list(g.dW), list(g.db))
 
     def random_values(self, batch: int = 1, seed: int = 0, dtype=np.float64) -> LayeredValues:
         """Random weights and data fit for this network's loss (see :func:`random_layered`)."""
@@ -1248,6 +1285,25 @@ class MatrixGradient:
         return self.activations[0].shape[1]
 
 
+@dataclass
+class WorkedNumbers:
+    """The numbers of one sample's worked solution (:meth:`MatrixDerivation.worked_numbers`),
+    each a column or a matrix; lists by layer: ``z[l-1]`` is z^l, ``a[l]`` is a^l (a^0 = x),
+    ``fprime[l-1]`` is f_l'(z^l) (None where no step uses it: identity, a fused or softmax
+    output), ``back[l-1]`` is (W^(l+1))^T δ^(l+1), ``loss_gradient`` is dE/da^L (None for a
+    fused output rule)."""
+
+    loss: float
+    z: list
+    a: list
+    fprime: list
+    loss_gradient: np.ndarray | None
+    back: list
+    deltas: list
+    dW: list
+    db: list
+
+
 MAX_LISTED = 100_000  # gradient entries listed in JSON
 MAX_SHOWN = 40  # entries of one matrix shown in text
 
@@ -1405,3 +1461,21 @@ def mlp_bindings(d: MatrixDerivation, form: str = "layer") -> dict:
             out[s.a[l]] = a
         previous = a
     return out
+
+
+def parameter_entry(name: str, sizes) -> tuple[str, int, int, int]:
+    """``("w", l, j, i)`` for mlp's weight name ``w_l_j_i`` (row j, column i of W^l), or
+    ``("b", l, j, 1)`` for ``b_l_j``; a :class:`NetworkError` for anything else.
+
+    >>> parameter_entry("w_1_2_1", [2, 3, 2])
+    ('w', 1, 2, 1)
+    """
+    m = re.fullmatch(r"(w)_(\d+)_(\d+)_(\d+)|(b)_(\d+)_(\d+)", str(name))
+    if m is None:
+        raise NetworkError(f"{name}: name a weight w_l_j_i (row j, column i of W^l) or a bias b_l_j")
+    kind, l, j, i = ("w", int(m[2]), int(m[3]), int(m[4])) if m[1] else ("b", int(m[6]), int(m[7]), 1)
+    sizes = list(sizes)
+    if not (1 <= l < len(sizes) and 1 <= j <= sizes[l] and 1 <= i <= sizes[l - 1]):
+        raise NetworkError(f"{name}: no such {'weight' if kind == 'w' else 'bias'} in a "
+                           f"{'-'.join(map(str, sizes))} network")
+    return kind, l, j, i

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import time
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -62,6 +63,7 @@ __all__ = [
     "NumericError", "Gradient", "Check", "CheckRow", "PathTerm", "Descent", "Flow", "Layer",
     "gradient", "check", "step", "flow", "Evaluator", "PRECISION",
     "STEP", "GOOD", "OK", "SUSPICIOUS", "SATURATION", "PROB_FLOOR", "PROB_CEIL",
+    "DIFFERENCES", "VANISHING", "EXPLODING_RATIO", "VANISHING_RATIO", "thresholds", "update_rule",
 ]
 
 PROB_FLOOR = 1e-300
@@ -72,10 +74,14 @@ STEP = 1e-5  # central-difference step, scaled by max(1, |p|): near eps**(1/3), 
 GOOD = 1e-7  # "good": at most this
 OK = 1e-4  # "ok": at most this (acceptable where the loss has kinks: relu, max)
 SUSPICIOUS = 1e-2  # "suspicious": at most this; above it "wrong". Both count as failures.
+DIFFERENCES = ("central", "forward")  # check's finite differences (seed 004 teaches forward ones)
 AGAINST_FLOOR = 1e-12  # floor of the relative error between two exact formulas, times max(1, |E|)
 
 # Flow diagnostics.
 SATURATION = 1e-3  # a sigmoid/tanh unit with f'(u) below this is saturated (|u| > 6.9 / 3.8)
+VANISHING = 1e-3  # a node's input gradient below this times the loss end's is vanishing
+EXPLODING_RATIO = 1e2  # first/last layer gradient norm ratio above this: "exploding"
+VANISHING_RATIO = 1e-2  # ... below this: "vanishing"; in between: "stable"
 MAX_PATHS_SHOWN = 50  # a failing parameter's path terms are listed up to this many paths
 
 
@@ -599,23 +605,56 @@ class CheckRow:
         return self.verdict in ("suspicious", "wrong")
 
 
-def _verdict(rel: float) -> str:
-    if rel <= GOOD:
+def thresholds(difference: str = "central", epsilon: float = STEP) -> tuple:
+    """The verdict thresholds ``(good, ok, suspicious)`` on the relative error of a check by
+    ``difference`` ("central" or "forward") with step ``epsilon``.
+
+    Central differences are off by O(ε²) (the truncation ``h²/6·E‴(w)``), forward ones by
+    O(ε) (``h/2·E″(w)``), so a correct gradient has a relative error of about ``τ`` times
+    the curvature of E over its slope (``τ = ε²`` central, ``ε`` forward). Each threshold
+    is raised to cover that: ``good <= max(1e-7, τ)``, ``ok <= max(1e-4, 10·τ)``,
+    ``suspicious <= max(1e-2, 100·τ)``. At the default ε = 1e-5, central differences keep
+    cs231n's thresholds (1e-7, 1e-4, 1e-2) and forward ones get (1e-5, 1e-4, 1e-2): a
+    curvature up to 20 times the slope (in units of max(1, |w|)) still passes.
+
+    >>> thresholds("central"), thresholds("forward")
+    ((1e-07, 0.0001, 0.01), (1e-05, 0.0001, 0.01))
+    """
+    tau = epsilon if difference == "forward" else epsilon * epsilon
+    return (max(GOOD, tau), max(OK, 10 * tau), max(SUSPICIOUS, 100 * tau))
+
+
+def _verdict(rel: float, limits_=(GOOD, OK, SUSPICIOUS)) -> str:
+    good, ok, suspicious = limits_
+    if rel <= good:
         return "good"
-    if rel <= OK:
+    if rel <= ok:
         return "ok"
-    return "suspicious" if rel <= SUSPICIOUS else "wrong"
+    return "suspicious" if rel <= suspicious else "wrong"
 
 
 @dataclass(frozen=True)
 class Check:
-    """A gradient check: ``rows`` against central differences, ``against`` against yours."""
+    """A gradient check: ``rows`` against finite differences, ``against`` against yours.
+
+    ``difference`` ("central" or "forward") and ``epsilon`` say how the differences were
+    taken (step ``h = epsilon * max(1, |w|)``), ``thresholds`` the verdicts' ``(good, ok,
+    suspicious)``. The cost, as seed 004 counts it: ``forward_passes`` (2P central, P + 1
+    forward, for the P checked parameters) took ``seconds``; backprop's one forward and one
+    backward pass took ``backprop_seconds`` (the best of three runs; measured, never asserted).
+    """
 
     network: Network = field(repr=False)
     loss: float
     rows: tuple
     against: tuple
     batched: bool
+    difference: str = "central"
+    epsilon: float = STEP
+    thresholds: tuple = (GOOD, OK, SUSPICIOUS)
+    forward_passes: int = 0
+    seconds: float = 0.0
+    backprop_seconds: float = 0.0
 
     @property
     def passed(self) -> bool:
@@ -627,15 +666,23 @@ class Check:
         return list(dict.fromkeys(str(r.name) for r in self.rows + self.against if r.failed))
 
 
-def check(net: Network, values, bind=None, against=None, only=None) -> Check:
-    """Check the engine's gradient against central differences (and your formulas).
+def check(net: Network, values, bind=None, against=None, only=None, difference: str = "central",
+          epsilon: float = STEP) -> Check:
+    """Check the engine's gradient against finite differences (and your formulas).
 
-    Central differences in float64 with step ``h = STEP * max(1, |w|)`` per parameter. The
-    relative error is ``|a - n| / max(|a|, |n|, floor)``, where ``floor = eps * S / (h * GOOD)``
-    is the smallest gradient that the differences resolve to ``GOOD``: below it, rounding
+    ``difference="central"`` (the default): ``(E(w + h) - E(w - h)) / 2h``, two forward
+    passes a parameter, 2P in all, error O(h²). ``difference="forward"`` (seed 004's):
+    ``(E(w + h) - E(w)) / h``, one forward pass a parameter and one at the unchanged point,
+    P + 1 in all, error O(h). Float64, step ``h = epsilon * max(1, |w|)`` per parameter,
+    ``epsilon`` = ``STEP`` = 1e-5 by default. The
+    relative error is ``|a - n| / max(|a|, |n|, floor)``, where ``floor = eps * S / (h * good)``
+    is the smallest gradient that the differences resolve to ``good``: below it, rounding
     alone would look like an error. ``S`` estimates the magnitudes E is computed from: the
-    largest of 1, ``|E(w ± h)|`` and the batch reduction of ``sum_k |delta_k z_k|``. Verdicts: ``good`` (<= 1e-7), ``ok``
-    (<= 1e-4), ``suspicious`` (<= 1e-2), ``wrong``; the last two fail.
+    largest of 1, ``|E|`` at the points evaluated and the batch reduction of ``sum_k |delta_k z_k|``.
+    Verdicts ``good``, ``ok``, ``suspicious``, ``wrong`` (the last two fail) by
+    :func:`thresholds`: central differences at the default step 1e-7, 1e-4, 1e-2; forward
+    ones 1e-5, 1e-4, 1e-2, allowing their O(ε) error. The forward passes and one backprop
+    (a forward and a backward pass) are timed; see :class:`Check`.
 
     ``against`` maps parameters or inputs (Symbol or name) to your gradient expression
     (a SymPy expression; text is read by :func:`symprop.spec.parse_expression` first) in
@@ -644,8 +691,8 @@ def check(net: Network, values, bind=None, against=None, only=None) -> Check:
     parameter's path terms with their values.
 
     ``only`` (a glob such as ``"w_1_*"``, or a list of them) checks the matching parameters
-    only. Each parameter costs two forward passes, so the whole network's work grows as the
-    square of its size: past ``limits.MAX_CHECKED_PARAMS`` parameters, choose some.
+    only. Each parameter costs one or two forward passes, so the whole network's work grows as
+    the square of its size: past ``limits.MAX_CHECKED_PARAMS`` parameters, choose some.
 
     >>> import sympy as sp
     >>> from symprop import Network
@@ -655,30 +702,54 @@ def check(net: Network, values, bind=None, against=None, only=None) -> Check:
     >>> c.rows[0].verdict, c.against[0].verdict, c.failures
     ('good', 'wrong', ['w'])
     """
+    if difference not in DIFFERENCES:
+        raise NumericError(f"difference must be one of {', '.join(DIFFERENCES)}, not {difference!r}")
+    if not (isinstance(epsilon, (int, float)) and not isinstance(epsilon, bool) and math.isfinite(epsilon)
+            and 0 < epsilon < 1):
+        raise NumericError(f"the finite-difference step epsilon must be a number between 0 and 1, not {epsilon!r}")
+    epsilon = float(epsilon)
+    forward = difference == "forward"
     checked = _select(net, only)
     if len(checked) > limits.MAX_CHECKED_PARAMS:
+        each = "one forward pass each (and one more)" if forward else "two forward passes each"
         raise NumericError(
-            f"checking {len(checked):,} parameters by central differences takes two forward passes each, more "
+            f"checking {len(checked):,} parameters by {difference} differences takes {each}, more "
             f"work than allowed ({limits.says('MAX_CHECKED_PARAMS')}); check some of them with --only GLOB "
             "(only= in Python)")
     program = _program(net, bind)
     point = _point(net, values)
-    result = _gradient(program, point)
+    backprop_seconds = math.inf
+    for _ in range(3):  # backprop: one forward and one backward pass, its best time of three
+        started = time.perf_counter()
+        result = _gradient(program, point)
+        backprop_seconds = min(backprop_seconds, time.perf_counter() - started)
     # the rounding error of E is about eps times the largest magnitude it is computed from
     spread = sum(np.abs(result.deltas[k] * result.values[k]).sum() for k in net.order)
     scale = max(1.0, _reduce(net, float(spread), point.m))
-    rows = []
+    limits_ = thresholds(difference, epsilon)
+    rows, passes, seconds = [], 0, 0.0
+    if forward and checked:  # E at the unchanged point: the "+ 1" of P + 1
+        started = time.perf_counter()
+        at = _loss(program, point.leaves, point.m)
+        seconds += time.perf_counter() - started
+        passes += 1
     for p in checked:
         base = point.leaves[p]
-        h = STEP * max(1.0, abs(base))
+        h = epsilon * max(1.0, abs(base))
         up, down = base + h, base - h
+        started = time.perf_counter()
         plus = _loss(program, {**point.leaves, p: up}, point.m)
-        minus = _loss(program, {**point.leaves, p: down}, point.m)
+        if forward:
+            minus, down = at, base
+        else:
+            minus = _loss(program, {**point.leaves, p: down}, point.m)
+        seconds += time.perf_counter() - started
+        passes += 1 if forward else 2
         numeric = (plus - minus) / (up - down)
-        floor = np.finfo(float).eps * max(scale, abs(plus), abs(minus)) / (h * GOOD)
+        floor = np.finfo(float).eps * max(scale, abs(plus), abs(minus)) / (h * limits_[0])
         a = result.gradient[p]
         rel = abs(a - numeric) / max(abs(a), abs(numeric), floor)
-        rows.append(CheckRow(p, a, numeric, rel, _verdict(rel)))
+        rows.append(CheckRow(p, a, numeric, rel, _verdict(rel, limits_)))
     against_rows = []
     for name, expr in dict(against or {}).items():
         s = net.symbol(name) if isinstance(name, str) else name
@@ -703,7 +774,8 @@ def check(net: Network, values, bind=None, against=None, only=None) -> Check:
         _, partials = _gradient(program, point, keep_partials=True)
         rows = [_with_paths(net, r, partials, point.m) for r in rows]
         against_rows = [_with_paths(net, r, partials, point.m) for r in against_rows]
-    return Check(net, result.loss, tuple(rows), tuple(against_rows), point.batched)
+    return Check(net, result.loss, tuple(rows), tuple(against_rows), point.batched, difference, epsilon, limits_,
+                 passes, seconds, backprop_seconds)
 
 
 def _user_expression(net, s, expr):
@@ -746,6 +818,35 @@ class Descent:
     updated: tuple
     history: tuple
     lr: float
+    rule: str = "gradient descent"  # the update rule's name and formula: see update_rule
+    formula: str = "w ← w − η ∂𝓛/∂w"
+    samples: int = 1  # M, the samples of the data
+    batch_size: int | None = None  # B of minibatch SGD (1: SGD); None: the whole data each step
+
+
+def update_rule(reduction: str, samples: int, batch_size: int | None = None) -> tuple[str, str]:
+    """The name and the formula (text) of the update :func:`step` makes (seed 004).
+
+    ``samples`` is M, the data's samples; ``batch_size`` B (None, or at least M: the whole
+    data every step). ``reduction`` "mean" divides the sum of the samples' gradients by M
+    (or B), "sum" does not; 𝓛(m) is the loss of sample m.
+
+    >>> update_rule("mean", 4)
+    ('gradient descent', 'w ← w − η/M Σ_m ∂𝓛(m)/∂w')
+    >>> update_rule("mean", 4, 1)
+    ('stochastic gradient descent', 'w ← w − η ∂𝓛(m)/∂w')
+    >>> update_rule("sum", 4, 2)
+    ('minibatch SGD (B = 2)', 'w ← w − η Σ_{m ∈ batch} ∂𝓛(m)/∂w')
+    """
+    if batch_size is None or batch_size >= samples:
+        if samples == 1:
+            return "gradient descent", "w ← w − η ∂𝓛/∂w"
+        scale = "η/M" if reduction == "mean" else "η"
+        return "gradient descent", f"w ← w − {scale} Σ_m ∂𝓛(m)/∂w"
+    if batch_size == 1:
+        return "stochastic gradient descent", "w ← w − η ∂𝓛(m)/∂w"
+    scale = "η/B" if reduction == "mean" else "η"
+    return f"minibatch SGD (B = {batch_size})", f"w ← w − {scale} Σ_{{m ∈ batch}} ∂𝓛(m)/∂w"
 
 
 def step(net: Network, values, lr: float, *, steps: int = 1, only=None, batch_size: int | None = None,
@@ -756,7 +857,9 @@ def step(net: Network, values, lr: float, *, steps: int = 1, only=None, batch_si
     parameter. ``batch_size`` turns full-batch descent into minibatch SGD: each step uses
     the next ``batch_size`` samples of a permutation drawn from ``seed`` (a new one every
     pass over the data; the last minibatch of a pass may be smaller), and its loss is that
-    minibatch's sum or mean. ``progress(i, steps, loss)`` is called after each step.
+    minibatch's sum or mean. ``progress(i, steps, loss)`` is called after each step. The
+    result names the rule (gradient descent, stochastic gradient descent for a batch size
+    of 1, minibatch SGD) with its formula: :func:`update_rule`.
 
     >>> import sympy as sp
     >>> from symprop import Network
@@ -802,7 +905,9 @@ def step(net: Network, values, lr: float, *, steps: int = 1, only=None, batch_si
             progress(i + 1, steps, result.loss)
     loss_after = _loss(program, {**point.leaves, **params}, point.m)
     grad = {p: start.gradient[p] for p in net.params}
-    return Descent(net, start.loss, loss_after, params, grad, updated, tuple(history), float(lr))
+    rule, formula = update_rule(net.reduction, point.m, batch_size if minibatch else None)
+    return Descent(net, start.loss, loss_after, params, grad, updated, tuple(history), float(lr), rule, formula,
+                   point.m, batch_size if minibatch else None)
 
 
 def _select(net, only) -> tuple:
@@ -833,6 +938,28 @@ class Layer:
 
 
 @dataclass(frozen=True)
+class Cause:
+    """Why the gradient at a node's input is zero or vanishing (seed 003's three causes).
+
+    ``kind``: "dead_next_layer" (every consumer's input gradient is zero or vanishing),
+    "flat_activation" (f' = 0 at the node: a dead relu, a saturated sigmoid or tanh),
+    "zero_column" (every outgoing weight is zero: a zero column of W^{l+1}; looked for only
+    where some consumer is not dead, and both are named where each consumer is one or the
+    other); for a
+    vanishing gradient "vanishing_next_layer" (as the first, some consumers' gradients
+    vanishing rather than zero); where none of these holds, "zero_partials" (every consumer's local partial is zero, not by a
+    weight), "cancellation" (the consumers' terms cancel) or "small_factors" (no factor is
+    zero, their products along the paths are small: seed 002 §1.9). ``nodes`` are the
+    consumers (or the node) concerned, ``weights`` the zero weights.
+    """
+
+    kind: str
+    text: str
+    nodes: tuple = ()
+    weights: tuple = ()
+
+
+@dataclass(frozen=True)
 class Flow:
     """Gradient-flow diagnostics (seeds 000, 002 §1.9, 003).
 
@@ -846,6 +973,17 @@ class Flow:
     and tanh units with ``f'(u) < SATURATION`` in every sample; ``dead``: relu units with
     ``u <= 0`` in every sample (zero gradient over the whole batch). ``fraction`` maps each
     such unit to the share of samples in which it is saturated or off.
+
+    ``verdict`` judges ``ratio``: "exploding" above ``EXPLODING_RATIO`` (100), "vanishing"
+    below ``VANISHING_RATIO`` (1/100), else "stable"; None without a ratio.
+
+    ``vanishing`` maps each node on a path to the loss whose *input gradient* (dE/du for a
+    unit f(u), seed 003's δ^l, which every weight into the node is multiplied by; dE/dnode
+    for other nodes) is "zero" in every sample, or "vanishing": its root mean square at most
+    ``VANISHING`` (1e-3) times the gradient arriving from the loss (the largest root mean
+    square of dE/dnode over the nodes the loss reads). ``causes`` maps each of them to the
+    :class:`Cause` records that explain it (seed 003's order: dead next layer, f' = 0, zero
+    column). ``input_gradient`` maps every node on a path to the loss to that root mean square.
     """
 
     network: Network = field(repr=False)
@@ -857,6 +995,10 @@ class Flow:
     saturated: tuple
     dead: tuple
     fraction: dict
+    verdict: str | None = None
+    vanishing: dict = field(default_factory=dict)
+    causes: dict = field(default_factory=dict)
+    input_gradient: dict = field(default_factory=dict)
 
 
 def _rms(values) -> float:
@@ -913,7 +1055,7 @@ def flow(net: Network, values, bind=None) -> Flow:
     ratio = None
     if len(with_params) >= 2 and with_params[-1].gradient_norm:
         ratio = with_params[0].gradient_norm / with_params[-1].gradient_norm
-    saturated, dead, fraction = [], [], {}
+    saturated, dead, fraction, slopes = [], [], {}, {}
     for k in net.order:
         kind, f = _unit(net.nodes[k], program.bind) or (None, None)
         if kind is None:
@@ -927,7 +1069,120 @@ def flow(net: Network, values, bind=None) -> Flow:
         fraction[k] = float(off.mean())
         if off.all():
             (saturated if kind == "squash" else dead).append(k)
-    return Flow(net, result.loss, depth, delta, tuple(layers), ratio, tuple(saturated), tuple(dead), fraction)
+        slopes[k] = slope
+    verdict = None
+    if ratio is not None:
+        verdict = "exploding" if ratio > EXPLODING_RATIO else "vanishing" if ratio < VANISHING_RATIO else "stable"
+    vanishing, causes, inputs = _zero_gradients(program, point, result, slopes, set(saturated), set(dead))
+    return Flow(net, result.loss, depth, delta, tuple(layers), ratio, tuple(saturated), tuple(dead), fraction,
+                verdict, vanishing, causes, inputs)
+
+
+def _zero_gradients(program, point, result, slopes, saturated, dead):
+    """Each node's input gradient, the nodes where it is zero or vanishing, and why (see
+    :class:`Flow` and :class:`Cause`)."""
+    net, m = program.net, point.m
+    on_path = [k for k in net.order if k != net.loss and k in net.ancestors_of_loss]
+    with np.errstate(all="ignore"):
+        pre = {k: result.deltas[k] * slopes[k] if k in slopes else result.deltas[k] for k in on_path}
+    pre[net.loss] = np.ones(m)
+    size = {k: _rms(pre[k]) for k in on_path}
+    # the reference: the gradient arriving from the loss, at the nodes the loss reads
+    top = [k for k in net.producers[net.loss] if k in net.nodes]
+    reference = max((_rms(result.deltas[k]) for k in top), default=0.0)
+
+    def state(x, norm):
+        if not np.any(x):
+            return "zero"
+        return "vanishing" if norm <= VANISHING * reference else None
+
+    vanishing = {k: state(pre[k], size[k]) for k in on_path}
+    vanishing = {k: v for k, v in vanishing.items() if v}
+    causes = {}
+    partials = None
+    for k in vanishing:
+        found = []
+        consumers = [l for l in net.consumers[k] if l == net.loss or l in net.ancestors_of_loss]
+        if state(result.deltas[k], _rms(result.deltas[k])):
+            quiet, cut, live = [], [], []
+            for l in consumers:
+                if l != net.loss and state(pre[l], _rms(pre[l])):
+                    quiet.append(l)
+                    continue
+                unit = l != net.loss and l in slopes
+                if partials is None and not unit:
+                    _, partials = _gradient(program, point, keep_partials=True)
+                expr, value = _edge(program, point, result, None if unit else partials, l, k)
+                if np.any(value):
+                    live.append(l)
+                else:
+                    cut.append((l, expr))
+            # every consumer quiet (seed 003's cause 1), every edge cut (cause 3), or each one or the other
+            all_quiet, all_cut = len(quiet) == len(consumers), len(cut) == len(consumers)
+            mixed = bool(not live and quiet and cut)
+            if all_quiet or mixed:
+                names = _names(quiet)
+                flat = [l for l in quiet if l in dead or l in saturated]
+                why = "" if not flat else " (all have f′ = 0)" if len(flat) == len(quiet) else \
+                    f" ({_names(flat)} with f′ = 0)"
+                what = "partly a dead next layer" if mixed else "dead next layer"
+                if all(not np.any(pre[l]) for l in quiet):
+                    found.append(Cause("dead_next_layer", f"{what}: the input gradients of its consumers "
+                                       f"({names}) are zero{why}", tuple(quiet)))
+                else:
+                    found.append(Cause("vanishing_next_layer", f"the next layer's gradients vanish already: the input "
+                                       f"gradients of its consumers ({names}) are zero or vanishing{why}", tuple(quiet)))
+            if all_cut or mixed:
+                zeros = [tuple(p for p in sorted(e.free_symbols, key=str) if p in net.params and point.leaves[p] == 0)
+                         for _, e in cut]
+                nodes = tuple(l for l, _ in cut)
+                if all(zeros):
+                    weights = tuple(dict.fromkeys(p for z in zeros for p in z))
+                    head = "the weights to its other consumers are zero (" if mixed else \
+                        "zero column: every outgoing weight is zero ("
+                    found.append(Cause("zero_column", head + _names([f"{p} = 0" for p in weights]) + ")", nodes,
+                                       weights))
+                else:
+                    found.append(Cause("zero_partials", "every local partial into its consumers is zero ("
+                                       + _names([f"∂{l}/∂{k}" for l in nodes]) + ")", nodes))
+            if live and vanishing[k] == "zero":
+                found.append(Cause("cancellation", f"the terms of its consumers ({_names(live)}) cancel", tuple(live)))
+        if k in dead or k in saturated:
+            what = "a dead relu: u <= 0 in every sample" if k in dead else \
+                f"a saturated unit: f′(u) < {SATURATION:g} in every sample"
+            found.insert(1 if found and found[0].kind.endswith("next_layer") else 0,
+                         Cause("flat_activation", f"f′ = 0 at the node ({what})", (k,)))
+        if not found:
+            found.append(Cause("small_factors", "no factor is zero: the products of local partials along the "
+                               "paths from the loss are small (seed 002 §1.9)"))
+        causes[k] = tuple(found)
+    return vanishing, causes, size
+
+
+def _names(items, shown=6) -> str:
+    """``a, b, c`` or, past ``shown`` items, ``a, b, c, ..., z (n in all)``."""
+    items = [str(x) for x in items]
+    if len(items) <= shown:
+        return ", ".join(items)
+    return ", ".join(items[:shown - 1]) + f", ..., {items[-1]} ({len(items)} in all)"
+
+
+def _edge(program, point, result, partials, l, k):
+    """``(expression, per-sample value)`` of consumer ``l``'s factor for ``k``: ∂u/∂k for a
+    unit ``l = f(u)`` (its weight for k; ``partials`` None), else the local partial ∂l/∂k."""
+    net = program.net
+    if partials is None:
+        expr = sp.diff(net.nodes[l].args[0], k)
+        values = {**point.leaves, **result.values}
+        if expr.is_Number:
+            return expr, np.full(point.m, float(expr))
+        if expr.is_Symbol:
+            return expr, _column(values[expr], point.m)
+        args, fn = program.extra(("flow edge", l, k), expr)
+        return expr, _column(_call(fn, args, values, "the partial of node {}", l), point.m)
+    from .derive import local_partial
+
+    return local_partial(net, l, k).expr, _column(partials[(l, k)], point.m)
 
 
 # -- exact numbers --------------------------------------------------------------------------

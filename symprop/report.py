@@ -8,15 +8,18 @@ identifiers as keys.
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import numpy as np
 
-from .derive import local_partial
+from .derive import local_partial, resolve_wrt
 from .matrix import MAX_LISTED, MAX_SHOWN, MatrixStep
 from .matrix import text as matrix_text
-from .numeric import GOOD, OK, SATURATION, STEP, SUSPICIOUS
+from .numeric import EXPLODING_RATIO, SATURATION, VANISHING, VANISHING_RATIO
 from .printing import derivation_text, spec_chain, spec_string, text as text_of
 
-__all__ = ["text", "json"]
+__all__ = ["text", "json", "gradient_for"]
 
 MAX_COLUMNS = 6  # samples shown side by side in text tables
 
@@ -76,6 +79,24 @@ def _json_Gradient(result) -> dict:
     }
 
 
+def gradient_for(result, wrt):
+    """``result`` (a numeric :class:`~symprop.numeric.Gradient`) with its ``gradient`` holding
+    only dE/d``w`` for each ``w`` of ``wrt`` (names or symbols), in that order. A node's is its
+    delta, reduced over a batch as an input's gradient is (the change of the loss for a
+    change added to the node's value in every sample): ``symprop grad --wrt z_4``."""
+    net = result.network
+    selected = {}
+    for w in wrt:
+        s = resolve_wrt(net, w)
+        if s in result.gradient:
+            selected[s] = result.gradient[s]
+        else:
+            deltas = result.deltas[s]
+            total = math.fsum(float(x) for x in deltas)
+            selected[s] = total / len(deltas) if net.reduction == "mean" else total
+    return dataclasses.replace(result, gradient=selected)
+
+
 def _sample_Gradient(result, v):
     return [_plain(x) for x in v] if result.batched else _plain(v[0])
 
@@ -94,7 +115,8 @@ def _text_Gradient(result) -> str:
     lines += ["", _table(header, rows)]
     if shown < m:
         lines.append(f"(the first {shown} of {m} samples; --format json lists them all)")
-    rows = [[f"d{net.loss}/d{s}", _num(v), net.role(s)] for s, v in result.gradient.items()]
+    rows = [[f"d{net.loss}/d{s}", _num(v), "node" if s in net.nodes else net.role(s)]  # a node: grad --wrt
+            for s, v in result.gradient.items()]
     lines += ["", _table(["gradient", "value", "of"], rows)]
     return "\n".join(lines)
 
@@ -116,19 +138,41 @@ def _json_Check(result) -> dict:
                 record["note"] = r.note
         return record
 
+    good, ok, suspicious = result.thresholds
     return {
         "loss": _plain(result.loss),
-        "step": STEP,
+        "step": result.epsilon,
         "parameters": {str(r.name): row(r, "numeric") for r in result.rows},
         "against": {str(r.name): row(r, "yours") for r in result.against},
         "passed": result.passed,
+        "difference": result.difference,
+        "epsilon": result.epsilon,
+        "formula": _difference_formula(result.difference, result.network.loss),
+        "thresholds": {"good": good, "ok": ok, "suspicious": suspicious},
+        "cost": {
+            "parameters": len(result.rows),
+            "forward_passes": result.forward_passes,
+            "passes_rule": "P + 1" if result.difference == "forward" else "2P",
+            "seconds": _plain(result.seconds),
+            "backprop": {"forward_passes": 1, "backward_passes": 1, "seconds": _plain(result.backprop_seconds)},
+        },
     }
+
+
+def _difference_formula(difference, loss) -> str:
+    if difference == "forward":
+        return f"({loss}(w + h) − {loss}(w)) / h, h = ε·max(1, |w|)"
+    return f"({loss}(w + h) − {loss}(w − h)) / 2h, h = ε·max(1, |w|)"
+
+
+def _ms(seconds) -> str:
+    return f"{seconds * 1e3:.3g} ms"
 
 
 def _text_Check(result) -> str:
     net = result.network
-    lines = [f"gradient check of d{net.loss}/dw at {net.loss} = {_num(result.loss)}: central differences, "
-             f"step {STEP:g}·max(1, |w|)"]
+    lines = [f"gradient check of d{net.loss}/dw at {net.loss} = {_num(result.loss)}: {result.difference} differences "
+             f"{_difference_formula(result.difference, net.loss)}, ε = {result.epsilon:g}"]
     header = ["param", "engine", "numeric", "rel. error", "verdict"]
     rows = [[str(r.name), _num(r.engine), _num(r.other), _rel(r.rel_error), r.verdict] for r in result.rows]
     lines += ["", _table(header, rows)]
@@ -146,8 +190,15 @@ def _text_Check(result) -> str:
                 lines.append(f"  {p.chain()}{factors} = {_num(p.value)}")
             if r.note:
                 lines.append(f"  {r.note}")
+    p, passes = len(result.rows), result.forward_passes
+    rule = f"P + 1 = {passes}" if result.difference == "forward" else f"2P = {passes}"
+    per = f", {_ms(result.seconds / passes)} each" if passes else ""
+    lines += ["", f"cost: {rule} forward passes for P = {p} parameter{'s' * (p != 1)}, {_ms(result.seconds)}{per}; "
+                  f"backprop: 1 forward + 1 backward pass, {_ms(result.backprop_seconds)}"]
     lines += ["", "passed" if result.passed else "FAILED: " + ", ".join(result.failures)]
-    lines.append(f"(verdicts: good <= {GOOD:g} < ok <= {OK:g} < suspicious <= {SUSPICIOUS:g} < wrong)")
+    good, ok, suspicious = result.thresholds
+    why = "" if result.difference == "central" else f", allowing the O(ε) error of {result.difference} differences"
+    lines.append(f"(verdicts: good <= {good:g} < ok <= {ok:g} < suspicious <= {suspicious:g} < wrong{why})")
     return "\n".join(lines)
 
 
@@ -158,13 +209,22 @@ def _json_Descent(result) -> dict:
         "loss_after": _plain(result.loss_after),
         "params": {str(p): _plain(v) for p, v in result.params.items()},
         "gradient": {str(p): _plain(v) for p, v in result.gradient.items()},
+        "rule": {"name": result.rule, "formula": result.formula, "learning_rate": result.lr,
+                 "samples": result.samples, "batch_size": result.batch_size, "steps": len(result.history)},
     }
 
 
 def _text_Descent(result) -> str:
     net = result.network
     n = len(result.history)
-    lines = [f"{n} step{'s' * (n != 1)} of gradient descent, learning rate {result.lr:g}",
+    m = result.samples
+    if m == 1:
+        sizes = f"𝓛: the loss {net.loss}"
+    else:
+        sizes = f"M = {m}" + ("" if result.batch_size is None else f", B = {result.batch_size}, samples shuffled "
+                              "each pass") + f"; 𝓛(m): the loss {net.loss} of sample m"
+    lines = [f"{n} step{'s' * (n != 1)} of {result.rule}, learning rate η = {result.lr:g}",
+             f"update: {result.formula}  ({sizes})",
              f"loss {net.loss}: {_num(result.loss_before)} -> {_num(result.loss_after)}", ""]
     rows = [[str(p), _num(result.gradient[p]), _num(v), "" if p in result.updated else "(fixed)"]
             for p, v in result.params.items()]
@@ -182,9 +242,17 @@ def _json_Flow(result) -> dict:
              "gradient_norm": None if l.gradient_norm is None else _plain(l.gradient_norm)}
             for l in result.layers
         ],
-        "ratio": None if result.ratio is None else _plain(result.ratio),
+        "ratio": None if result.ratio is None or not np.isfinite(result.ratio) else _plain(result.ratio),
         "saturated": [str(k) for k in result.saturated],
         "dead": [str(k) for k in result.dead],
+        "verdict": result.verdict,
+        "verdict_thresholds": {"exploding_above": EXPLODING_RATIO, "vanishing_below": VANISHING_RATIO},
+        "zero_gradients": {
+            str(k): {"gradient": state, "input_gradient": _plain(result.input_gradient[k]),
+                     "causes": [{"cause": c.kind, "text": c.text, "nodes": [str(n) for n in c.nodes],
+                                 "weights": [str(w) for w in c.weights]} for c in result.causes[k]]}
+            for k, state in result.vanishing.items()
+        },
     }
 
 
@@ -197,6 +265,8 @@ def _text_Flow(result) -> str:
         note = flags.get(k, "")
         if not note and share:
             note = f"{share:.0%} of samples saturated/off"
+        if k in result.vanishing:
+            note = "; ".join(x for x in (note, f"{result.vanishing[k]} input gradient") if x)
         rows.append([str(k), str(result.depth[k]), _num(result.delta[k]), note])
     lines = [f"gradient flow at {net.loss} = {_num(result.loss)}", "",
              _table(["node", "depth", f"|d{net.loss}/dnode|", ""], rows), ""]
@@ -206,10 +276,20 @@ def _text_Flow(result) -> str:
     lines.append("")
     ratio = "n/a" if result.ratio is None else _num(result.ratio)
     lines.append(f"first/last layer gradient norm ratio: {ratio}")
+    verdict = {"exploding": f"exploding (ratio > {EXPLODING_RATIO:g})",
+               "vanishing": f"vanishing (ratio < {VANISHING_RATIO:g})",
+               "stable": f"stable ({VANISHING_RATIO:g} <= ratio <= {EXPLODING_RATIO:g})"}.get(result.verdict, "n/a")
+    lines.append(f"verdict: {verdict}")
     lines.append("saturated sigmoid/tanh units: " + (", ".join(map(str, result.saturated)) or "none")
                  + f"  (f'(u) < {SATURATION:g} in every sample)")
     lines.append("dead relu units: " + (", ".join(map(str, result.dead)) or "none")
                  + "  (u <= 0 in every sample)")
+    lines += ["", "zero or vanishing input gradients:" + ("" if result.vanishing else " none")]
+    for k, state in result.vanishing.items():
+        lines.append(f"  {k}: {state} ({_num(result.input_gradient[k])})")
+        lines += [f"    - {c.text}" for c in result.causes[k]]
+    lines.append(f"(input gradient: d{net.loss}/du of a unit f(u), d{net.loss}/dnode of another node; vanishing: "
+                 f"at most {VANISHING:g} times the gradient from the loss)")
     return "\n".join(lines)
 
 

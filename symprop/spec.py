@@ -757,8 +757,8 @@ def _network_key(symbol, node_texts, loss, groups):
 # reduction, seed and batch (random weights and data for the numbers). It stands in for
 # [network] and [nodes]; [values] may give numbers by mlp's names (x_1, t_1, w_1_2_1, b_1_2).
 
-_LAYERS_KEYS = ("sizes", "hidden", "output", "loss", "reduction", "seed", "batch")
-_LAYERS_TABLES = ("layers", "values", "functions")
+_LAYERS_KEYS = ("sizes", "hidden", "output", "loss", "reduction", "seed", "batch", "functions")
+_LAYERS_TABLES = ("layers", "values", "functions", "bind")
 _LAYERS_NAME = r"(x|t)_(\d+)|(w)_(\d+)_(\d+)_(\d+)|(b)_(\d+)_(\d+)"
 
 
@@ -783,10 +783,51 @@ class Layers:
     values: dict[str, float | tuple[float, ...]]
     functions: dict = field(default_factory=dict)
     raw: dict = field(default_factory=dict, repr=False)
+    generics: tuple[str, ...] = ()  # [layers] functions = ["f"]: generic activations (Diag(f'(z^l)))
+    bind: dict = field(default_factory=dict)  # [bind] f = "sigmoid": the record each generic stands for in numbers
 
     @property
     def param_count(self) -> int:
         return sum(n * (m + 1) for m, n in zip(self.sizes, self.sizes[1:]))
+
+    @property
+    def activations(self) -> tuple[str, ...]:
+        """The hidden activations' names and the output's, one per layer."""
+        hidden = self.hidden if isinstance(self.hidden, tuple) else (self.hidden,) * (len(self.sizes) - 2)
+        return (*hidden, self.output)
+
+    @property
+    def unbound(self) -> list[str]:
+        """The generic activations the layers use that [bind] (or --bind) leaves unbound."""
+        return [g for g in self.generics if g in self.activations and g not in self.bind]
+
+    def with_bind(self, items) -> Layers:
+        """These layers with ``--bind`` items (``"f=sigmoid"``) over their [bind] table."""
+        bind = dict(self.bind)
+        for item in items or ():
+            name, sep, activation = (part.strip() for part in str(item).partition("="))
+            key = f"--bind {item}"
+            if not (sep and name and activation):
+                raise SpecError(self.file, key, "write NAME=ACTIVATION, e.g. f=sigmoid")
+            if name not in self.generics:
+                raise SpecError(self.file, key, f"{name} is not a generic function declared in [layers] functions")
+            bind[name] = bound_activation(activation, self.functions, lambda problem: _fail(self.file, key, problem))
+        return replace(self, bind=bind)
+
+    def bound(self) -> Layers:
+        """These layers with every generic activation replaced by the one it is bound to, for
+        numbers; a :class:`SpecError` naming the first unbound one otherwise."""
+        if self.unbound:
+            g = self.unbound[0]
+            raise SpecError(self.file, "[layers]", (
+                f"the generic activation {g} has no numbers: bind it to an activation, "
+                f'e.g. --bind {g}=sigmoid or a [bind] table with {g} = "sigmoid"'))
+        names = {g: self.bind[g].name for g in self.generics if g in self.bind}
+        if not names:
+            return self
+        hidden = (tuple(names.get(h, h) for h in self.hidden) if isinstance(self.hidden, tuple)
+                  else names.get(self.hidden, self.hidden))
+        return replace(self, hidden=hidden, output=names.get(self.output, self.output), generics=(), bind={})
 
     def activation(self, name):
         """The activation called ``name`` here (a built-in or a defined one)."""
@@ -809,7 +850,7 @@ def _read_layers(raw, file) -> Layers:
 
     for name in raw:
         if name not in _LAYERS_TABLES:
-            fail(f"[{name}]", "a [layers] spec defines its network itself: only [values] and [functions] may go with it")
+            fail(f"[{name}]", "a [layers] spec defines its network itself: only [values], [functions] and [bind] may go with it")
     table = raw["layers"]
     if not isinstance(table, dict):
         fail("[layers]", "must be a table")
@@ -828,16 +869,19 @@ def _read_layers(raw, file) -> Layers:
             fail("[layers] hidden", f"must be one activation name or a list of {len(sizes) - 2}")
         hidden = tuple(hidden)
     functions = defined_functions(raw.get("functions", {}), file)
+    generics = _layers_generics(table.get("functions", []), functions, fail)
     names = hidden if isinstance(hidden, tuple) else (hidden,)
     for name in names:
         if not isinstance(name, str):
             fail("[layers] hidden", f"must be an activation name, not {name!r}")
-        bound_activation(name, functions, lambda problem: fail("[layers] hidden", problem))
+        if name not in generics:
+            bound_activation(name, functions, lambda problem: fail("[layers] hidden", _or_generic(problem, generics)))
     output = table.get("output", "identity")
-    if output != "softmax":
+    if output != "softmax" and output not in generics:
         if not isinstance(output, str):
             fail("[layers] output", f"must be an activation name or softmax, not {output!r}")
-        bound_activation(output, functions, lambda problem: fail("[layers] output", problem + ", softmax"))
+        bound_activation(output, functions,
+                         lambda problem: fail("[layers] output", _or_generic(problem, generics) + ", softmax"))
     loss = table.get("loss", "half_sse")
     if not isinstance(loss, str) or loss not in fn.LOSSES:
         fail("[layers] loss", f"unknown loss {loss!r}; known: {', '.join(sorted(fn.LOSSES))}")
@@ -851,8 +895,41 @@ def _read_layers(raw, file) -> Layers:
             fail(f"[layers] {key}", f"must be an integer of at least {low}")
         numbers[key] = value
     values = read_values(raw.get("values", {}), file, _layers_value_of(file, sizes))
+    bind = raw.get("bind", {})
+    if not isinstance(bind, dict):
+        fail("[bind]", "must be a table of generic = \"activation\"")
+    bound = {}
+    for name, activation in bind.items():
+        if name not in generics:
+            fail(f"[bind] {name}", f"{name} is not a generic function declared in [layers] functions")
+        bound[name] = bound_activation(activation, functions, lambda problem: fail(f"[bind] {name}", problem))
     return Layers(file, tuple(sizes), hidden, output, loss, reduction, numbers["seed"], numbers["batch"], values,
-                  functions, raw)
+                  functions, raw, tuple(generics), bound)
+
+
+def _fail(file, key, problem):
+    raise SpecError(file, key, problem)
+
+
+def _or_generic(problem: str, generics) -> str:
+    """An unknown-activation problem that also names the declared generic ones."""
+    return problem + "".join(f", {g}" for g in generics)
+
+
+def _layers_generics(names, functions: dict, fail) -> list[str]:
+    """``[layers] functions = ["f"]``: generic activations, as ``[network] functions``
+    declares them; their records (f and f_prime) join ``functions``."""
+    key = "[layers] functions"
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        fail(key, "must be a list of names")
+    for g in names:
+        _check_name(fail, key, g)
+        if g in FUNCTIONS or g in functions:
+            fail(key, f"{g} is {'a built-in function' if g in FUNCTIONS else 'declared twice'}")
+        _check_function_name(fail, key, g)
+        functions[g] = fn.record_of(fn.generic(g))
+        functions[g + "_prime"] = fn.record_of(fn.generic(g, 1))
+    return list(names)
 
 
 def _layers_value_of(file, sizes):
@@ -895,7 +972,8 @@ def _layers_spec(layers: Layers) -> Spec:
         raise SpecError(file, "[layers]", str(err)) from None
     symbols = {s.name: s for s in network.symbols}
     values = {symbols[name]: v for name, v in layers.values.items()}
-    return Spec(file, network, symbols, dict(layers.functions), values, {}, dict(network.display), layers.raw, layers)
+    return Spec(file, network, symbols, dict(layers.functions), values, dict(layers.bind), dict(network.display),
+                layers.raw, layers)
 
 # -- question families ----------------------------------------------------------------------
 

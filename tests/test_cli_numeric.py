@@ -117,7 +117,8 @@ def test_check_passes_and_fails_on_a_wrong_user_gradient(capsys, spec):
     status, out, _ = run(capsys, "check", spec, "--against", "w=(o - t)*v*x", "--format", "json")
     data = json.loads(out)
     assert status == 1 and data["passed"] is False
-    assert list(data) == ["loss", "step", "parameters", "against", "passed"]
+    assert list(data) == ["loss", "step", "parameters", "against", "passed",  # the keys of issue 14 follow
+                          "difference", "epsilon", "formula", "thresholds", "cost"]
     assert list(data["parameters"]) == ["w", "b", "v"]
     assert data["against"]["w"]["verdict"] in ("suspicious", "wrong")
     assert [p["path"] for p in data["against"]["w"]["paths"]] == [["w", "h", "o", "E"]]
@@ -126,7 +127,7 @@ def test_check_passes_and_fails_on_a_wrong_user_gradient(capsys, spec):
 
 def test_step_json_contract(capsys, spec):
     data = run_json(capsys, "step", spec, "--lr", "0.5")
-    assert list(data) == ["loss_before", "loss_after", "params", "gradient"]
+    assert list(data) == ["loss_before", "loss_after", "params", "gradient", "rule"]
     net, point, bind = api(spec)
     g = gradient(net, point, bind=bind)
     for p in net.params:
@@ -151,7 +152,8 @@ def test_flow_json_contract(capsys, spec, tmp_path):
     empty = tmp_path / "empty.toml"
     empty.write_text("", encoding="utf-8")  # a values file that overrides nothing
     data = run_json(capsys, "flow", spec, "--bind", "g=relu", "--values", empty)
-    assert list(data) == ["loss", "nodes", "layers", "ratio", "saturated", "dead"]
+    assert list(data) == ["loss", "nodes", "layers", "ratio", "saturated", "dead",
+                          "verdict", "verdict_thresholds", "zero_gradients"]
     assert data["dead"] == [] and data["nodes"]["h"]["depth"] == 1
     status, out, _ = run(capsys, "flow", spec, "--bind", "g=relu")
     assert status == 0 and "dead relu units: none" in out

@@ -256,8 +256,10 @@ def test_derive_names_a_bad_wrt():
     net, *_ = seed002()
     with pytest.raises(NetworkError, match="no symbol named 'w_9_9'"):
         derive(net, "w_9_9")
-    with pytest.raises(NetworkError, match="not z_1"):
-        derive(net, sp.Symbol("z_1"))
+    with pytest.raises(NetworkError, match="not y_1"):  # a target; a node such as z_1 gives its delta
+        derive(net, sp.Symbol("y_1"))
+    with pytest.raises(NetworkError, match="the loss itself"):
+        derive(net, sp.Symbol("E"))
 
 
 def test_mlp_both_granularities_agree():

@@ -8,6 +8,9 @@ written with the layer's output as the derivation uses them (σ'(z^(l)) = a^(l) 
 
 from __future__ import annotations
 
+import re
+
+import numpy as np
 import sympy as sp
 
 from ..matrix import E, GATES, N, OUTPUT_RULES, MatrixDerivation, MatrixStep, Ones, activation_derivative, latex
@@ -67,7 +70,9 @@ def matrix_solution_context(d: MatrixDerivation, *, title=None, standalone=True)
         "all_whys": sorted({r["why"] for r in every if r["why"]}),
         "title": title,
         "standalone": standalone,
-        "description": latex_escape(_description(d)),
+        "description": _description(d),
+        "generics": [rf"${g}$" for g in d.generics],
+        "entries": _entries(d, one),
         "sizes": [{"name": latex(n), "value": str(v)} for n, v in zip(d.dims, d.sizes)],
         "layers": enumeration(range(1, d.depth + 1)),
         "softmax_output": acts[-1].name == "softmax",
@@ -92,15 +97,31 @@ def matrix_solution_context(d: MatrixDerivation, *, title=None, standalone=True)
 
 def _description(d: MatrixDerivation) -> str:
     """``784-128-10, sigmoid hidden, softmax output, cross-entropy loss`` (the reduction is
-    in the batch loss's formula)."""
-    acts = [name.replace("_", " ") for name in d.net.names]
+    in the batch loss's formula), as LaTeX: a generic activation is math (``$f$ hidden``)."""
+    acts = [_prose(name) for name in d.net.names]
     hidden = acts[:-1]
     parts = ["-".join(map(str, d.sizes))]
     if hidden:
         parts.append(f"{hidden[0] if len(set(hidden)) == 1 else ', '.join(hidden)} hidden")
     parts.append(f"{acts[-1]} output")
-    parts.append(f"{d.net.loss.loss.title} loss")
+    parts.append(f"{latex_escape(d.net.loss.loss.title)} loss")
     return ", ".join(parts)
+
+
+def _entries(d: MatrixDerivation, names) -> list[dict]:
+    r"""Seed 003's entry-by-entry view of dE/dW^l = δ^l (a^(l-1))^T, one row per layer:
+    ``{"lhs": ∂𝓛/∂w^(l)_ij, "rhs": δ^(l)_i a^(l-1)_j, "delta": δ^(l), "column": (a^(l-1))^T}``."""
+    s, rows = d.one, []
+    for l in range(1, d.depth + 1):
+        below = latex(s.a[l - 1], names)
+        entry = "x_{j}" if l == 1 else rf"a^{{({l - 1})}}_{{j}}"
+        rows.append({
+            "lhs": rf"\frac{{\partial {ONE_LOSS}}}{{\partial w^{{({l})}}_{{ij}}}}",
+            "rhs": rf"\delta^{{({l})}}_{{i}}\, {entry}",
+            "delta": latex(s.delta[l - 1], names),
+            "column": rf"\bigl({below}\bigr)^{{T}}" if l > 1 else rf"{below}^{{T}}",
+        })
+    return rows
 
 
 def _shape(lhs, names, sizes) -> str:
@@ -135,7 +156,11 @@ def _why(step: MatrixStep, batch: bool) -> str:
 
 
 def _prose(name) -> str:
-    """An activation's name in a sentence: ``leaky relu``, not ``leaky\\_relu``."""
+    """An activation's name in a sentence: ``leaky relu``, not ``leaky\\_relu``; a generic
+    activation (``f``) or the placeholder f in math, as the texts write it."""
+    record = fn.record_of(name)
+    if name == "f" or (record is not None and record.kind == "generic"):
+        return f"${sp.latex(sp.Symbol(name))}$"
     return latex_escape(name.replace("_", " "))
 
 
@@ -188,3 +213,248 @@ def _derivatives(d: MatrixDerivation, names, printer) -> dict:
         if fprime.has(step) and STEP_NOTE not in notes:
             notes.append(STEP_NOTE)
     return {"rows": rows, "rules": rules, "outputs": outputs, "notes": notes}
+
+
+# -- the matrix-form exam question (templates/matrix_exam.tex.j2) ----------------------------
+
+MAX_EXAM_WIDTH = 6  # widest layer whose matrices an exam prints as numbers
+MAX_EXAM_DEPTH = 4  # layers
+LINE_BUDGET = 30.0  # ems of numbers on one line of a solution (11pt, 2.2 cm margins: about 42 em wide)
+
+
+def render_matrix_exam(d: MatrixDerivation, values, *, entries=(), bound=None, title=None, answers=False) -> str:
+    r"""An exam question on the matrix form (exam class), with numbers: given x, y and every
+    W^l, b^l of one sample, the forward pass, the deltas by the recursion and dE/dW^l,
+    dE/db^l (or the entries named in ``entries``, ``(kind, l, j, i)`` as
+    :func:`symprop.matrix.parameter_entry` gives them), each part with its worked
+    solution. ``d`` is the derivation with numbers (generic activations bound); ``bound``
+    maps each generic activation's name to the activation it stands for, for the prose."""
+    context = matrix_exam_context(d, values, entries=entries, bound=bound, title=title, answers=answers)
+    return environment().get_template("matrix_exam.tex.j2").render(context)
+
+
+def number(x: float) -> str:
+    r"""``x`` to 4 significant digits as LaTeX: ``-0.4237``, ``1.5 \cdot 10^{-5}``, ``0``."""
+    text = f"{float(x):.4g}"
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        text = rf"{mantissa} \cdot 10^{{{int(exponent)}}}"
+    return "0" if text in ("0", "-0") else text
+
+
+def _em(text: str) -> float:
+    """A rough width in ems of a printed number (digits are half an em)."""
+    return 0.5 * len(text.replace(r" \cdot ", "").replace("{", "").replace("}", "")) + (1.5 if r"\cdot" in text else 0)
+
+
+def bmatrix(array) -> tuple[str, float]:
+    """A NumPy column or matrix as a bracketed matrix of 4-digit numbers (the exam template's
+    ``numbers`` environment, a ``bmatrix``), and its rough width in ems."""
+    rows = [[number(x) for x in row] for row in np.atleast_2d(array)]
+    width = 1.2 + sum(max(_em(r[j]) for r in rows) + 1.0 for j in range(len(rows[0])))
+    body = r" \\ ".join(" & ".join(r) for r in rows)
+    return rf"\begin{{numbers}} {body} \end{{numbers}}", width
+
+
+def _chain(lhs: str, segments) -> dict:
+    """One equation ``lhs = s_1 = s_2 = ...`` as align lines: segments are ``(latex, ems)``,
+    packed greedily so that no line holds more than LINE_BUDGET ems."""
+    lines, width = [], 0.0
+    for tex, ems in segments:
+        if lines and width + ems > LINE_BUDGET:
+            lines.append(tex)
+            width = ems
+        elif lines:
+            lines[-1] += " = " + tex
+            width += ems + 1.5
+        else:
+            lines.append(tex)
+            width = ems
+    return {"lhs": lhs, "lines": lines}
+
+
+def _joined(*parts) -> tuple[str, float]:
+    """Printed pieces (``(latex, ems)`` or a plain operator string) side by side."""
+    tex, ems = [], 0.0
+    for part in parts:
+        if isinstance(part, str):
+            tex.append(part)
+            ems += 1.5 if part.strip() else 0.2
+        else:
+            tex.append(part[0])
+            ems += part[1]
+    return " ".join(t for t in tex if t.strip()), ems
+
+
+def _formula(tex: str, ems: float | None = None) -> tuple[str, float]:
+    """A printed formula with its rough width: about 0.6 em a visible symbol, a fraction's
+    numerator and denominator counted side by side (an overestimate: lines break early)."""
+    if ems is None:
+        visible = re.sub(r"\\(left|right|bigl|bigr|mathbf|boldsymbol|mathcal|operatorname|frac|partial|,)(?![a-zA-Z])",
+                         "", tex)
+        visible = re.sub(r"\\[a-zA-Z]+", "x", visible)
+        visible = re.sub(r"[\^_]\{[^{}]*\}", "x", visible)  # a super- or subscript: about half a symbol each
+        ems = 0.6 * len(re.sub(r"[{}\s]", "", visible)) + 1.0 * tex.count(r"\partial")
+    return tex, ems
+
+
+def matrix_exam_context(d: MatrixDerivation, values, *, entries=(), bound=None, title=None, answers=False) -> dict:
+    """The data ``templates/matrix_exam.tex.j2`` receives: printed LaTeX and sentences."""
+    w = d.worked_numbers(values)
+    s, L = d.one, d.depth
+    one = {**d.names, E: ONE_LOSS}
+    printer = LatexPrinter()
+    n = {q: latex(q, one) for q in (*s.W, *s.b, *s.z, *s.a, *s.delta, s.x, s.y)}
+    acts = d.net.activations
+
+    def grad(q):
+        return rf"\frac{{\partial {ONE_LOSS}}}{{\partial {n[q]}}}"
+
+    def T(q):  # a column as the row it transposes to
+        return rf"{n[q]}^{{T}}" if q is s.x else rf"\bigl({n[q]}\bigr)^{{T}}"
+
+    given = [{"name": n[s.x], "value": bmatrix(values.x)[0]}, {"name": n[s.y], "value": bmatrix(values.y)[0]}]
+    given_layers = [[{"name": n[s.W[l]], "value": bmatrix(values.weights[l])[0]},
+                     {"name": n[s.b[l]], "value": bmatrix(values.biases[l])[0]}] for l in range(L)]
+
+    # (a) the forward pass
+    forward = []
+    for l in range(1, L + 1):
+        W, b, below = bmatrix(values.weights[l - 1]), bmatrix(values.biases[l - 1]), bmatrix(w.a[l - 1])
+        forward.append(_chain(n[s.z[l - 1]], [
+            _formula(latex(d.forward[2 * l - 2].rhs, one)), _joined(W, "", below, "+", b), bmatrix(w.z[l - 1])]))
+        forward.append(_chain(n[s.a[l]], [_formula(latex(d.forward[2 * l - 1].rhs, one)), bmatrix(w.a[l])]))
+    loss = {"lhs": ONE_LOSS, "lines": [f"{latex(d.loss, one)} = {number(w.loss)}"]}
+
+    # (b) the deltas
+    deltas = []
+    out, delta_L = s.a[L], bmatrix(w.deltas[L - 1])
+    if d.net.fused:
+        deltas.append(_chain(n[s.delta[L - 1]], [_formula(latex(out - s.y, one)),
+                                                  _joined(bmatrix(w.a[L]), "-", bmatrix(values.y)), delta_L]))
+    else:
+        loss_rhs = next(st.rhs for st in d.steps if st.rule == "loss gradient")
+        linear = loss_rhs == out - s.y
+        g_numbers = [_joined(bmatrix(w.a[L]), "-", bmatrix(values.y))] if linear else []
+        fprime = w.fprime[L - 1]
+        if fprime is None and acts[-1].name != "softmax":  # identity output: δ^L = dE/da^L
+            deltas.append(_chain(n[s.delta[L - 1]], [_formula(grad(out)), _formula(latex(loss_rhs, one)),
+                                                      *g_numbers, delta_L]))
+        else:
+            deltas.append(_chain(grad(out), [_formula(latex(loss_rhs, one)), *g_numbers, bmatrix(w.loss_gradient)]))
+            if fprime is not None:
+                fp = activation_derivative(acts[-1], s.z[L - 1], out)
+                deltas.append(_chain(rf"{_head(acts[-1], printer)}'\left({n[s.z[L - 1]]}\right)",
+                                     [_formula(latex(fp, one)), bmatrix(fprime)]))
+                deltas.append(_chain(n[s.delta[L - 1]], [
+                    _formula(latex(d.program[0][1], one)),
+                    _formula(rf"{_head(acts[-1], printer)}'\left({n[s.z[L - 1]]}\right) \odot {grad(out)}"),
+                    _joined(bmatrix(fprime), r"\odot", bmatrix(w.loss_gradient)), delta_L]))
+            else:  # softmax without its fused loss
+                deltas.append(_chain(n[s.delta[L - 1]], [_formula(latex(d.program[0][1], one)), delta_L]))
+    recursion = []
+    for l in range(L - 1, 0, -1):
+        f, back = acts[l - 1], rf"\bigl({n[s.W[l]]}\bigr)^{{T}} {n[s.delta[l]]}"
+        back_numbers = _joined(bmatrix(values.weights[l].T), "", bmatrix(w.deltas[l]))
+        delta = n[s.delta[l - 1]]
+        if w.fprime[l - 1] is None:  # identity: f' = 1
+            deltas.append(_chain(delta, [_formula(back), back_numbers, bmatrix(w.deltas[l - 1])]))
+            continue
+        head = _head(f, printer)
+        fp = activation_derivative(f, s.z[l - 1], s.a[l])
+        deltas.append(_chain(rf"{head}'\left({n[s.z[l - 1]]}\right)", [_formula(latex(fp, one)), bmatrix(w.fprime[l - 1])]))
+        deltas.append(_chain(back, [back_numbers, bmatrix(w.back[l - 1])]))
+        deltas.append(_chain(delta, [
+            _formula(rf"\operatorname{{Diag}}\left({head}'\left({n[s.z[l - 1]]}\right)\right) {back}"),
+            _formula(rf"{head}'\left({n[s.z[l - 1]]}\right) \odot {back}"),
+            _joined(bmatrix(w.fprime[l - 1]), r"\odot", bmatrix(w.back[l - 1])), bmatrix(w.deltas[l - 1])]))
+        recursion.append(l)
+
+    # (c) the gradients, or the entries asked for
+    gradients = []
+    for l in range(L, 0, -1):
+        if entries and not any(e[1] == l for e in entries):
+            continue
+        if not entries:
+            gradients.append(_chain(grad(s.W[l - 1]), [
+                _formula(rf"{n[s.delta[l - 1]]} {T(s.a[l - 1])}"),
+                _joined(bmatrix(w.deltas[l - 1]), "", bmatrix(w.a[l - 1].T)), bmatrix(w.dW[l - 1])]))
+            gradients.append(_chain(grad(s.b[l - 1]), [_formula(n[s.delta[l - 1]]), bmatrix(w.db[l - 1])]))
+    asked = []
+    for kind, l, j, i in entries:
+        below = "x" if l == 1 else f"a^{{({l - 1})}}"
+        if kind == "w":
+            name = rf"w^{{({l})}}_{{{j}{i}}}" if max(j, i) < 10 else rf"w^{{({l})}}_{{{j},{i}}}"
+            value = w.dW[l - 1][j - 1, i - 1]
+            gradients.append(_chain(rf"\frac{{\partial {ONE_LOSS}}}{{\partial {name}}}", [
+                _formula(rf"\delta^{{({l})}}_{{{j}}}\, {below}_{{{i}}}"),
+                _formula(rf"({number(w.deltas[l - 1][j - 1, 0])})({number(w.a[l - 1][i - 1, 0])})"),
+                _formula(number(value))]))
+        else:
+            name = rf"b^{{({l})}}_{{{j}}}"
+            value = w.db[l - 1][j - 1, 0]
+            gradients.append(_chain(rf"\frac{{\partial {ONE_LOSS}}}{{\partial {name}}}", [
+                _formula(rf"\delta^{{({l})}}_{{{j}}}"), _formula(number(value))]))
+        asked.append({"name": name, "kind": kind, "layer": l, "row": j, "column": i, "value": number(value)})
+
+    used = {st.rule for st in d.steps} | {b for st in d.steps for b in st.because}
+    derivative_rules = _derivatives(d, one, printer)["rules"]
+    generics = [{"name": rf"${sp.latex(sp.Symbol(g))}$", "activation": _prose(r.name)} for g, r in (bound or {}).items()
+                if r.name in d.net.names]
+    points = {"forward": L + 1, "deltas": L + 1, "gradients": 2 * L if not entries else len(entries) + 1}
+    lines = {"forward": 3 * L + 4, "deltas": 3 * L + 2 + 2 * len(recursion),
+             "gradients": (3 * L + 3) if not entries else 2 * len(entries) + 2}
+    return {
+        "title": title,
+        "answers": answers,
+        "description": _description(d),
+        "sizes": "-".join(map(str, d.sizes)),
+        "softmax_output": acts[-1].name == "softmax",
+        "generics": generics,
+        "one_loss": ONE_LOSS,
+        "loss": latex(d.loss, one),
+        "loss_ones": [latex(o.args[0]) for o in d.loss.atoms(Ones)],
+        "given": given,
+        "given_layers": given_layers,
+        "forward": forward,
+        "loss_value": loss,
+        "deltas": deltas,
+        "gradients": gradients,
+        "asked": asked,
+        "depth": L,
+        "last": n[s.delta[L - 1]],
+        "recursion_deltas": ", ".join(f"${n[s.delta[l - 1]]}$" for l in range(L - 1, 0, -1)),
+        "gates": _exam_gates(d, used),
+        "derivative_rules": derivative_rules,
+        "step_note": STEP_NOTE if any(STEP_NOTE in note for note in _derivatives(d, one, printer)["notes"]) else None,
+        "points": points,
+        "total": sum(points.values()),
+        "lines": lines,
+    }
+
+
+def _head(f, printer) -> str:
+    """An activation's name as its derivative prints it (``\\sigma``, ``\\tanh``, ``f``)."""
+    return printer.head(f) or printer.doprint(f.build(sp.Symbol("u")).func)
+
+
+def _exam_gates(d: MatrixDerivation, used) -> list[dict]:
+    r"""Seed 000's gate gradients the question may give, as (gate, local gradient) rows in
+    this document's layout (denominator layout: dL/dW = δ x^T with δ a column)."""
+    rows = [
+        (r"$\mathbf{z} = \mathbf{W}\mathbf{x}$", r"$\frac{\partial \mathbf{z}}{\partial \mathbf{x}} = \mathbf{W}$, "
+         r"so $\frac{\partial \mathcal{L}}{\partial \mathbf{x}} = \mathbf{W}^{T} \frac{\partial \mathcal{L}}{\partial \mathbf{z}}$"),
+        (r"$\mathbf{z} = \mathbf{x} + \mathbf{b}$", r"$\frac{\partial \mathbf{z}}{\partial \mathbf{x}} = "
+         r"\frac{\partial \mathbf{z}}{\partial \mathbf{b}} = \mathbf{I}$"),
+        (r"$\mathbf{a} = f(\mathbf{z})$ elementwise", r"$\frac{\partial \mathbf{a}}{\partial \mathbf{z}} = "
+         r"\operatorname{Diag}[f'(\mathbf{z})]$, and $\operatorname{Diag}(\mathbf{v})\,\mathbf{u} = \mathbf{v} \odot \mathbf{u}$"),
+        (r"$\boldsymbol{\delta} = \frac{\partial \mathcal{L}}{\partial \mathbf{z}}$, $\mathbf{z} = \mathbf{W}\mathbf{x}$",
+         r"$\frac{\partial \mathcal{L}}{\partial \mathbf{W}} = \boldsymbol{\delta}\,\mathbf{x}^{T}$"),
+    ]
+    for rule in OUTPUT_RULES.values():
+        if rule.name in used:
+            rows.append((rule.title, rule.sentence))
+    if "softmax + cross-entropy" in used:
+        rows.append((r"$\hat{\mathbf{y}} = \operatorname{softmax}(\mathbf{z})$, $\mathcal{L} = CE(\mathbf{y}, \hat{\mathbf{y}})$",
+                     r"$\frac{\partial \mathcal{L}}{\partial \mathbf{z}} = \hat{\mathbf{y}} - \mathbf{y}$"))
+    return [{"gate": g, "gradient": r} for g, r in rows]

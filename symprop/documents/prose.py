@@ -72,8 +72,11 @@ def names(items) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1] if items else ""
 
 
-def method_intro(method: str, wrt: str, loss: str) -> str:
-    """How a derivation by ``method`` proceeds, then what its two kinds of derivatives are."""
+def method_intro(method: str, wrt: str, loss: str, *, node: bool = False) -> str:
+    """How a derivation by ``method`` proceeds, then what its two kinds of derivatives are.
+    ``node``: ``wrt`` is a node, and what is asked for is its delta."""
+    if node:
+        return _node_intro(method, wrt, loss)
     if method == "top-down":
         first = (rf"We work \emph{{top-down}}, as backpropagation runs on a computer: from the loss ${loss}$ down, "
                  "each node's delta computed once from the deltas of the nodes it gives input to, and stored. Only the "
@@ -90,8 +93,34 @@ def method_intro(method: str, wrt: str, loss: str) -> str:
         rf"delta $\frac{{d {loss}}}{{d z_k}}$ is the total derivative of the loss.")
 
 
-def step_title(rule: str, method: str, node: str | None) -> str:
-    """The bold title of a derivation step."""
+def _node_intro(method: str, wrt: str, loss: str) -> str:
+    """:func:`method_intro` when ``wrt`` is a node: the result is the node's delta."""
+    if method == "top-down":
+        first = (rf"We work \emph{{top-down}}, as backpropagation runs on a computer: from the loss ${loss}$ down, "
+                 "each node's delta computed once from the deltas of the nodes it gives input to, and stored, until "
+                 f"the delta of ${wrt}$ is reached. Only the nodes on a path from ${wrt}$ to ${loss}$ are needed.")
+    elif method == "bottom-up":
+        first = (rf"We work \emph{{bottom-up}}, the way that is easier by hand: start at ${wrt}$, whose delta is a sum "
+                 "over the nodes it gives input to of their deltas times local partial derivatives, then walk up along "
+                 f"the forward flow until the loss ${loss}$ is reached, visiting only the nodes on a path from ${wrt}$ "
+                 f"to ${loss}$.")
+    else:
+        first = (f"We write the delta of ${wrt}$ as a sum over all paths from ${wrt}$ up to ${loss}$: each path "
+                 "contributes the product of the local partial derivatives along its edges, a chain of products.")
+    return first + "\n" + (
+        r"A local partial derivative $\frac{\partial z_l}{\partial z_k}$ differentiates one node's expression; a "
+        rf"delta $\frac{{d {loss}}}{{d z_k}}$ is the total derivative of the loss. What is asked for, "
+        rf"$\frac{{d {loss}}}{{d {wrt}}}$, is itself a delta: the total derivative of the loss with respect to the "
+        f"value of ${wrt}$, through every node that uses it.")
+
+
+def step_title(rule: str, method: str, node: str | None, *, wrt_node: str | None = None) -> str:
+    """The bold title of a derivation step; ``wrt_node`` names the node whose delta is asked
+    for, when it is a node (not a weight)."""
+    if wrt_node is not None and rule == "factor at the bottom":
+        return f"Start at ${wrt_node}$."
+    if wrt_node is not None and rule == "finish at the bottom":
+        return f"The delta of ${wrt_node}$."
     if rule == "factor at the bottom":
         return "Start at the weight."
     if rule == "finish at the bottom":
@@ -108,9 +137,12 @@ def step_title(rule: str, method: str, node: str | None) -> str:
 
 
 def step_sentence(rule: str, method: str, node: str | None, over: list[str], wrt: str, loss: str,
-                  path_count: int) -> str:
-    """Why a derivation step is what it is: the chain rule as that step uses it."""
+                  path_count: int, *, wrt_is_node: bool = False) -> str:
+    """Why a derivation step is what it is: the chain rule as that step uses it.
+    ``wrt_is_node``: ``wrt`` is a node, whose delta is asked for (not a weight's gradient)."""
     one = len(over) == 1
+    if wrt_is_node and rule in ("factor at the bottom", "finish at the bottom"):
+        return _node_bottom_sentence(rule, over, wrt, loss)
     if rule == "factor at the bottom":
         if one:
             return (f"${wrt}$ enters the network only through ${over[0]}$, so its gradient factors into the delta of "
@@ -142,6 +174,27 @@ def step_sentence(rule: str, method: str, node: str | None, over: list[str], wrt
         return (f"{paths} from ${wrt}$ to ${loss}$ contributes the product of the local partial derivatives along it; "
                 "each local partial derivative follows from one node's expression.")
     return ""
+
+
+def _node_bottom_sentence(rule: str, over: list[str], wrt: str, loss: str) -> str:
+    """The first (bottom-up) or last (top-down) step when the delta of node ``wrt`` is asked for."""
+    if over == [loss]:
+        return (f"The loss ${loss}$ depends on ${wrt}$ directly, so the delta of ${wrt}$ is the local partial "
+                f"derivative of ${loss}$.")
+    one = len(over) == 1
+    if rule == "factor at the bottom":
+        if one:
+            return (f"We start at ${wrt}$ itself. It gives input only to ${over[0]}$, so by the chain rule its delta is "
+                    f"the delta of ${over[0]}$ times a local partial derivative that the expression of ${over[0]}$ "
+                    "gives directly. That delta is not known yet: we walk up to find it.")
+        return (f"We start at ${wrt}$ itself. It gives input to {names(over)}, so by the chain rule its delta is the "
+                "sum over these nodes of their delta times a local partial derivative. The deltas are not known yet: "
+                "we walk up to find them.")
+    if one:
+        return (f"${wrt}$ gives input only to ${over[0]}$, whose delta is known from above: multiplied by the local "
+                f"partial derivative, it gives the delta of ${wrt}$ asked for.")
+    return (f"${wrt}$ gives input to {names(over)}, whose deltas are known from above: the sum of each delta times its "
+            f"local partial derivative is the delta of ${wrt}$ asked for.")
 
 
 def mistake_sentence(m, net, printer) -> str:

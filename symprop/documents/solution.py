@@ -213,7 +213,8 @@ class _Document:
             "wrt": self.name(d.wrt),
             "goal": self.math(Total(d.target, d.wrt)),
             "method": d.method,
-            "intro": method_intro(d.method, self.name(d.wrt), self.name(d.target)),
+            "quantity": "delta" if d.wrt in self.net.nodes else "gradient",  # of a node, or of a weight or input
+            "intro": method_intro(d.method, self.name(d.wrt), self.name(d.target), node=d.wrt in self.net.nodes),
             "method_name": {"top-down": "top-down", "bottom-up": "bottom-up"}.get(d.method, "as a sum over paths"),
             "path_count": d.path_count,
             "blocks": None,
@@ -268,6 +269,8 @@ class _Document:
         numbers = self.numbers is not None
         method = "top-down" if d is None else d.method
         wrt, target = (None, self.net.loss) if d is None else (self.name(d.wrt), self.name(d.target))
+        goal = d.wrt if d is not None and d.wrt in self.net.nodes else None  # a node's delta is asked for
+        wrt_node = None if goal is None else wrt
         for main, local in groups:
             node = None if main.node is None else self.name(main.node)
             direct = main.rule == "loss directly" and len(local) == 1 and main.rhs == local[0].lhs
@@ -291,7 +294,7 @@ class _Document:
                     rows.append(_row(self.math(step.lhs), [self.step_lines(step), *self._local_parts(step)]))
                     shown.add(step.lhs)
                 if numbers:
-                    row = self._delta_numbers(main)
+                    row = self._delta_numbers(main, goal)
                     needed = {x for x in main.rhs.atoms(Partial, Total)}
                     if needed <= shown:
                         rows.append(row)
@@ -299,9 +302,9 @@ class _Document:
                     else:
                         deferred.append(row)
                 block = {"direct": False, "nodes": [node], "rows": rows,
-                         "title": step_title(main.rule, method, node),
+                         "title": step_title(main.rule, method, node, wrt_node=wrt_node),
                          "sentence": step_sentence(main.rule, method, node, over, wrt, target,
-                                                   0 if d is None else d.path_count)}
+                                                   0 if d is None else d.path_count, wrt_is_node=goal is not None)}
             block["because"] = self._new_sentences(local)
             blocks.append(block)
         for block in blocks:
@@ -356,12 +359,15 @@ class _Document:
             parts.pop()
         return parts + [[number]]
 
-    def _delta_numbers(self, step) -> dict:
+    def _delta_numbers(self, step, goal=None) -> dict:
         """A delta (or the gradient) at the values: the known deltas and local partials
-        substituted, then its value (boxed for the gradient asked for)."""
+        substituted, then its value (boxed for the gradient asked for, or the delta of
+        ``goal``, the node asked for)."""
         if step.lhs.of == self.net.loss and step.lhs.wrt in self.numbers["gradient"]:
             value = self.numbers["gradient"][step.lhs.wrt]
             text = self._value_text(value, boxed=self.batch is None)
+        elif goal is not None and step.lhs == Total(self.net.loss, goal):
+            text = self._value_text(self.numbers["deltas"][goal], boxed=self.batch is None)
         else:
             text = self._value_text(self.numbers["deltas"][step.lhs.wrt])
         substituted = self.step_lines(step, {s: v for s, v in self._values.items() if s != step.lhs})
@@ -483,7 +489,7 @@ class _Document:
         for m in range(self.batch):
             sample = {s: v[m] if isinstance(v, (tuple, list)) else v for s, v in self.batch_values.items()}
             result = gradient(self.net, sample, bind=self.bind or None)
-            per_sample.append((float(result.loss), float(result.gradient[wrt])))
+            per_sample.append((float(result.loss), _gradient_of(result, wrt)))
         whole = gradient(self.net, dict(self.batch_values), bind=self.bind or None)
         M, mean = self.batch, self.net.reduction == "mean"
         goal, E = self.math(Total(target, wrt)), self.name(target)
@@ -501,7 +507,7 @@ class _Document:
             "loss": _row(E, [[reduce + f"{E}^{{(m)}}"], [listed(x[0] for x in per_sample)],
                              [latex_number(float(whole.loss))]]),
             "gradient": _row(goal, [[reduce + sample(goal)], [listed(x[1] for x in per_sample)],
-                                    [rf"\boxed{{{latex_number(float(whole.gradient[wrt]))}}}"]]),
+                                    [rf"\boxed{{{latex_number(_gradient_of(whole, wrt))}}}"]]),
         }
 
     # -- table and figure
@@ -547,6 +553,16 @@ class _Document:
 def _bound_name(activation) -> str | None:
     """The name of the activation a generic function is bound to (a name or a record)."""
     return getattr(activation, "name", activation)
+
+
+def _gradient_of(result, wrt) -> float:
+    """dE/d``wrt`` from a numeric :class:`~symprop.numeric.Gradient`: a parameter's or an
+    input's gradient, or a node's delta reduced over the batch (:func:`~symprop.report.gradient_for`)."""
+    if wrt in result.gradient:
+        return float(result.gradient[wrt])
+    from ..report import gradient_for
+
+    return float(gradient_for(result, [wrt]).gradient[wrt])
 
 
 def _one(value) -> float:
