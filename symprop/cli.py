@@ -190,6 +190,8 @@ def _add_exam(commands):
                         help="the seed: the same seed gives the same files (default 0)")
     family.add_argument("--combined", action="store_true", help="one document with every variant instead of one per variant")
     family.add_argument("--moodle", metavar="FILE.xml", help="also write the variants as a Moodle XML quiz")
+    family.add_argument("--qti", metavar="FILE.zip",
+                        help="also write the variants as a QTI 2.1 package (Canvas, Blackboard and other systems)")
     p.set_defaults(run=_run_exam)
 
 
@@ -199,8 +201,9 @@ def _run_exam(args, out):
     spec = _load(args.spec, Spec, Layers, Family)
     if isinstance(spec, Family):
         return _run_exam_family(args, spec)
-    if args.combined or args.moodle or args.variants != 1 or args.seed != 0:
-        raise UsageError(f"{args.spec}: --variants, --seed, --combined and --moodle need a question family (a [family] table)")
+    if args.combined or args.moodle or args.qti or args.variants != 1 or args.seed != 0:
+        raise UsageError(f"{args.spec}: --variants, --seed, --combined, --moodle and --qti need a question family "
+                         "(a [family] table)")
     if isinstance(spec, Layers):
         return _run_exam_matrix(args, spec, out)
     _check_output(args)
@@ -256,8 +259,9 @@ def _run_exam_family(args, family):
     directory = args.output or f"{family.name}-exam"
     if what := _input_file(args, directory):
         raise UsageError(f"-o {directory}: this is {what}; -o names the directory of the exam's files")
-    if args.moodle is not None and (what := _input_file(args, args.moodle)):
-        raise UsageError(f"--moodle {args.moodle}: this is {what}; choose another file")
+    for option, path in (("--moodle", args.moodle), ("--qti", args.qti)):
+        if path is not None and (what := _input_file(args, path)):
+            raise UsageError(f"{option} {path}: this is {what}; choose another file")
 
     def check(path):  # every file, before any is written
         if what := _input_file(args, path):
@@ -267,7 +271,7 @@ def _run_exam_family(args, family):
     try:
         written = write_exam(
             family, args.variants, args.seed, directory, combined=args.combined, answers=args.answers,
-            pdf=args.pdf, moodle=args.moodle, check=check, progress=bar,
+            pdf=args.pdf, moodle=args.moodle, qti=args.qti, check=check, progress=bar,
         )
     except ExamError as err:
         raise UsageError(str(err)) from None

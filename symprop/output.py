@@ -31,7 +31,7 @@ from pathlib import Path
 
 from .documents.variants import answer_key_tex, render_variants
 from .exam import variants
-from .quiz import answer_key_csv, moodle_xml
+from .quiz import answer_key_csv, moodle_xml, qti_package
 from .spec import Family
 
 __all__ = ["write_atomic", "writable_target", "pdf_path", "OutputError", "compile_pdf", "compile_pdfs",
@@ -418,14 +418,15 @@ def _first_error(log: Path) -> str:
 
 def write_exam(
     family: Family, n: int, seed: int, directory, *, combined: bool = False, answers: bool = False,
-    pdf: bool = False, moodle=None, check: Callable[[Path], None] | None = None, jobs: int | None = None,
+    pdf: bool = False, moodle=None, qti=None, check: Callable[[Path], None] | None = None, jobs: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Path]:
-    """Write ``n`` variants, the answer key (CSV and LaTeX) and optionally a Moodle XML file;
-    every file atomically. Returns the paths written (PDFs included with ``pdf``).
+    """Write ``n`` variants, the answer key (CSV and LaTeX) and optionally a Moodle XML file
+    and a QTI 2.1 package (``qti``, a .zip); every file atomically. Returns the paths written
+    (PDFs included with ``pdf``).
 
     Every path is checked before anything is written, and a bad one raises
-    :class:`OutputError` naming it: ``directory`` is made if need be, the Moodle file's
+    :class:`OutputError` naming it: ``directory`` is made if need be, a quiz file's
     directory must exist (or be ``directory``), no path may be anything but a regular
     file. ``check``, if given, is called with every path to be written (the PDFs too) and
     may raise to refuse one. The files are written to temporary files first and renamed
@@ -436,18 +437,17 @@ def write_exam(
     directory = Path(directory)
     _check_directory(directory, f"cannot write to {directory}", create=True)
     new = not directory.is_dir()
-    if moodle is not None:
-        moodle = Path(moodle)
+    quizzes = [(Path(path), export) for path, export in ((moodle, moodle_xml), (qti, qti_package)) if path is not None]
+    for path, _ in quizzes:
         if check is not None:
-            check(moodle)
-        writable_target(moodle, directory=not (new and _same_place(moodle.parent, directory)))
+            check(path)
+        writable_target(path, directory=not (new and _same_place(path.parent, directory)))
     vs = variants(family, n, seed)
     documents = render_variants(family, vs, combined=combined, answers=answers)
     documents[f"{family.name}-key.tex"] = answer_key_tex(family, vs)
     files = [(directory / name, text) for name, text in documents.items()]
     files.append((directory / f"{family.name}-key.csv", answer_key_csv(family, vs)))
-    if moodle is not None:
-        files.append((moodle, moodle_xml(family, vs)))
+    files += [(path, export(family, vs)) for path, export in quizzes]
     texs = [directory / name for name in documents] if pdf else []
 
     targets, seen = [], {}

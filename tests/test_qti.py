@@ -309,3 +309,20 @@ def test_each_item_is_its_variants_alone():
         name = f"items/{fam.name}-{variant_number(v.index)}-{v.questions[0].wrt}-numerical.xml"
         texts[v.index] = ET.tostring(ET.fromstring(together.read(name)).find(f"{QTI}itemBody"), encoding="unicode")
     assert len(set(texts.values())) == len(vs)
+
+
+def test_the_exam_command_writes_the_package_next_to_moodle(tmp_path, capsys):
+    from symprop.cli import main
+
+    family = Path(__file__).resolve().parent.parent / "examples" / "exam_family.toml"
+    out, zipped, xml = tmp_path / "out", tmp_path / "q.zip", tmp_path / "q.xml"
+    assert main(["exam", str(family), "--variants", "2", "--seed", "3", "-o", str(out),
+                 "--moodle", str(xml), "--qti", str(zipped)]) == 0
+    capsys.readouterr()
+    assert zipped.read_bytes() == qti_package(load_family(family), variants(load_family(family), 2, seed=3))
+    assert xml.exists()
+    # a network spec has no variants to export: one line, exit 2
+    spec = Path(__file__).resolve().parent.parent / "examples" / "seed002_seven_neurons.toml"
+    assert main(["exam", str(spec), "--qti", str(tmp_path / "x.zip")]) == 2
+    assert "--qti need a question family" in capsys.readouterr().err
+    assert not (tmp_path / "x.zip").exists()
