@@ -503,6 +503,8 @@ def _add_check(commands):
                         "forward: (E(w+h) - E(w))/h, P + 1 forward passes (seed 004)")
     p.add_argument("--epsilon", type=float, default=numeric.STEP, metavar="EPS",
                    help=f"the step: h = EPS·max(1, |w|) (default {numeric.STEP:g})")
+    p.add_argument("--timing", action="store_true",
+                   help="also measure the time of the forward passes and of one backprop (output then varies by run)")
     p.set_defaults(run=_run_check)
 
 
@@ -518,7 +520,7 @@ def _run_check(args, out):
             raise UsageError(f"--against {item}: {name} is not a parameter or an input of {spec.file}")
         against[symbol] = parse_expression(text, spec.symbols, spec.functions, where=f"--against {name}")
     result = numeric.check(spec.network, values, bind=bind, against=against, only=args.only,
-                           difference=args.difference, epsilon=args.epsilon)
+                           difference=args.difference, epsilon=args.epsilon, timed=args.timing)
     _emit_report(out, args.format, result)
     return 0 if result.passed else 1
 

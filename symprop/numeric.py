@@ -267,7 +267,7 @@ class _Program:
     def values(self, leaves, m):
         """Every node's value (arrays of shape (m,)), given the leaves (parameters: numbers,
         evaluated as NumPy floats so that an overflow is inf, never a Python exception)."""
-        values = {s: np.float64(v) if isinstance(v, float) else v for s, v in leaves.items()}
+        values = dict(leaves)
         for k, args, fn, clip in self.forward:
             v = _column(_call(fn, args, values, "the value of node {}", k), m)
             values[k] = np.clip(v, PROB_FLOOR, PROB_CEIL) if clip else v
@@ -465,8 +465,9 @@ def _point(net: Network, values) -> _Point:
         if n != m:
             first = next(iter(sizes))
             raise NumericError(f"{s} has {n} samples but {first} has {m}", s)
-    # parameters stay numbers: NumPy broadcasts them, and scalar products are cheaper
-    return _Point({s: float(a) if s in params else _column(a, m) for s, a in given.items()}, m, bool(sizes))
+    # parameters stay numbers: NumPy broadcasts them, and scalar products are cheaper; NumPy
+    # floats, so that an overflow is inf (then named), never a Python exception
+    return _Point({s: np.float64(a) if s in params else _column(a, m) for s, a in given.items()}, m, bool(sizes))
 
 
 def _check_targets(program: _Program, values, m):
@@ -553,7 +554,7 @@ def _gradient(program: _Program, point: _Point, keep_partials=False):
     _check_targets(program, values, m)
     deltas, sums, partials = program.backprop(values, m, keep_partials)
     _check_finite(net, deltas, "delta")
-    grad = {s: _reduce(net, sums[s], m) for s in net.params + net.inputs}
+    grad = sums if net.reduction != "mean" else {s: v / m for s, v in sums.items()}
     for s, v in grad.items():
         if not math.isfinite(v):
             raise NumericError(f"the gradient d{net.loss}/d{s} is {_not_finite(v)}", s)
@@ -642,6 +643,8 @@ class Check:
     suspicious)``. The cost, as seed 004 counts it: ``forward_passes`` (2P central, P + 1
     forward, for the P checked parameters) took ``seconds``; backprop's one forward and one
     backward pass took ``backprop_seconds`` (the best of three runs; measured, never asserted).
+    The times are None unless the check was ``timed``, so that the same input gives the same
+    output.
     """
 
     network: Network = field(repr=False)
@@ -653,8 +656,8 @@ class Check:
     epsilon: float = STEP
     thresholds: tuple = (GOOD, OK, SUSPICIOUS)
     forward_passes: int = 0
-    seconds: float = 0.0
-    backprop_seconds: float = 0.0
+    seconds: float | None = None  # None unless timed: times differ from run to run
+    backprop_seconds: float | None = None
 
     @property
     def passed(self) -> bool:
@@ -667,7 +670,7 @@ class Check:
 
 
 def check(net: Network, values, bind=None, against=None, only=None, difference: str = "central",
-          epsilon: float = STEP) -> Check:
+          epsilon: float = STEP, timed: bool = False) -> Check:
     """Check the engine's gradient against finite differences (and your formulas).
 
     ``difference="central"`` (the default): ``(E(w + h) - E(w - h)) / 2h``, two forward
@@ -681,8 +684,8 @@ def check(net: Network, values, bind=None, against=None, only=None, difference: 
     largest of 1, ``|E|`` at the points evaluated and the batch reduction of ``sum_k |delta_k z_k|``.
     Verdicts ``good``, ``ok``, ``suspicious``, ``wrong`` (the last two fail) by
     :func:`thresholds`: central differences at the default step 1e-7, 1e-4, 1e-2; forward
-    ones 1e-5, 1e-4, 1e-2, allowing their O(ε) error. The forward passes and one backprop
-    (a forward and a backward pass) are timed; see :class:`Check`.
+    ones 1e-5, 1e-4, 1e-2, allowing their O(ε) error. With ``timed``, the forward passes and
+    one backprop (a forward and a backward pass) are timed; see :class:`Check`.
 
     ``against`` maps parameters or inputs (Symbol or name) to your gradient expression
     (a SymPy expression; text is read by :func:`symprop.spec.parse_expression` first) in
@@ -719,7 +722,7 @@ def check(net: Network, values, bind=None, against=None, only=None, difference: 
     program = _program(net, bind)
     point = _point(net, values)
     backprop_seconds = math.inf
-    for _ in range(3):  # backprop: one forward and one backward pass, its best time of three
+    for _ in range(3 if timed else 1):  # backprop: one forward and one backward pass, its best time of three
         started = time.perf_counter()
         result = _gradient(program, point)
         backprop_seconds = min(backprop_seconds, time.perf_counter() - started)
@@ -775,7 +778,7 @@ def check(net: Network, values, bind=None, against=None, only=None, difference: 
         rows = [_with_paths(net, r, partials, point.m) for r in rows]
         against_rows = [_with_paths(net, r, partials, point.m) for r in against_rows]
     return Check(net, result.loss, tuple(rows), tuple(against_rows), point.batched, difference, epsilon, limits_,
-                 passes, seconds, backprop_seconds)
+                 passes, seconds if timed else None, backprop_seconds if timed else None)
 
 
 def _user_expression(net, s, expr):

@@ -153,8 +153,9 @@ def _json_Check(result) -> dict:
             "parameters": len(result.rows),
             "forward_passes": result.forward_passes,
             "passes_rule": "P + 1" if result.difference == "forward" else "2P",
-            "seconds": _plain(result.seconds),
-            "backprop": {"forward_passes": 1, "backward_passes": 1, "seconds": _plain(result.backprop_seconds)},
+            **({} if result.seconds is None else {"seconds": _plain(result.seconds)}),
+            "backprop": {"forward_passes": 1, "backward_passes": 1,
+                         **({} if result.backprop_seconds is None else {"seconds": _plain(result.backprop_seconds)})},
         },
     }
 
@@ -192,9 +193,13 @@ def _text_Check(result) -> str:
                 lines.append(f"  {r.note}")
     p, passes = len(result.rows), result.forward_passes
     rule = f"P + 1 = {passes}" if result.difference == "forward" else f"2P = {passes}"
-    per = f", {_ms(result.seconds / passes)} each" if passes else ""
-    lines += ["", f"cost: {rule} forward passes for P = {p} parameter{'s' * (p != 1)}, {_ms(result.seconds)}{per}; "
-                  f"backprop: 1 forward + 1 backward pass, {_ms(result.backprop_seconds)}"]
+    if result.seconds is None:  # untimed: the same input, the same output
+        lines += ["", f"cost: {rule} forward passes for P = {p} parameter{'s' * (p != 1)}; "
+                      "backprop: 1 forward + 1 backward pass (--timing measures both)"]
+    else:
+        per = f", {_ms(result.seconds / passes)} each" if passes else ""
+        lines += ["", f"cost: {rule} forward passes for P = {p} parameter{'s' * (p != 1)}, {_ms(result.seconds)}{per}; "
+                      f"backprop: 1 forward + 1 backward pass, {_ms(result.backprop_seconds)}"]
     lines += ["", "passed" if result.passed else "FAILED: " + ", ".join(result.failures)]
     good, ok, suspicious = result.thresholds
     why = "" if result.difference == "central" else f", allowing the O(ε) error of {result.difference} differences"

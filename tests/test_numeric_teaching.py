@@ -95,10 +95,11 @@ def test_pass_counts_are_p_plus_1_and_2p(monkeypatch):
     P = len(net.params)
     for difference, expected in (("forward", P + 1), ("central", 2 * P)):
         calls.clear()
-        c = N.check(net, values, difference=difference)
+        c = N.check(net, values, difference=difference, timed=True)
         assert c.forward_passes == expected == len(calls)
         assert c.passed
         assert c.seconds > 0 and c.backprop_seconds > 0  # measured; their ratio is never asserted
+        assert N.check(net, values, difference=difference).seconds is None  # untimed: deterministic output
     calls.clear()
     some = N.check(net, values, difference="forward", only="w_1_*")
     assert len(some.rows) == 6 and some.forward_passes == 7 == len(calls)
@@ -157,10 +158,11 @@ def test_cli_check_forward_and_central(capsys):
     assert "good <= 1e-05 < ok <= 0.0001" in out
     status, out, _ = run(capsys, "check", spec)
     assert status == 0 and "central differences (L(w + h) − L(w − h)) / 2h" in out
+    assert out == run(capsys, "check", spec)[1]  # without --timing, the same output every run
     assert "cost: 2P = 16 forward passes for P = 8 parameters" in out
     for difference, passes, rule in (("forward", 9, "P + 1"), ("central", 16, "2P")):
         status, out, _ = run(capsys, "check", spec, "--difference", difference, "--epsilon", "1e-4",
-                             "--format", "json")
+                             "--format", "json", "--timing")
         data = strict(out)
         assert status == 0 and data["passed"] is True
         assert data["difference"] == difference and data["epsilon"] == data["step"] == 1e-4
