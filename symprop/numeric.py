@@ -268,9 +268,10 @@ class _Program:
         """Every node's value (arrays of shape (m,)), given the leaves (parameters: numbers,
         evaluated as NumPy floats so that an overflow is inf, never a Python exception)."""
         values = dict(leaves)
-        for k, args, fn, clip in self.forward:
-            v = _column(_call(fn, args, values, "the value of node {}", k), m)
-            values[k] = np.clip(v, PROB_FLOOR, PROB_CEIL) if clip else v
+        with np.errstate(all="ignore"):
+            for k, args, fn, clip in self.forward:
+                v = _column(_call_quiet(fn, args, values, "the value of node {}", k), m)
+                values[k] = np.clip(v, PROB_FLOOR, PROB_CEIL) if clip else v
         for (args, fn), symbols in self.softmaxes.values():  # every hoisted softmax, at once
             logits = _matrix(_call(fn, args, values, "the logits of a softmax"), m)
             with np.errstate(all="ignore"):
@@ -286,10 +287,11 @@ class _Program:
         deltas[net.loss] = np.ones(m)
         sums = np.zeros(len(self.slot))
         partials = {} if keep_partials else None
-        for node in self.backward:
-            node.run(values, deltas, sums, m)
-            if keep_partials:
-                partials.update({(node.node, s): p for s, p in zip(node.wrt, node.partials(values, m))})
+        with np.errstate(all="ignore"):
+            for node in self.backward:
+                node.run(values, deltas, sums, m)
+                if keep_partials:
+                    partials.update({(node.node, s): p for s, p in zip(node.wrt, node.partials(values, m))})
         return deltas, dict(zip(self.slot, sums.tolist())), partials
 
 
@@ -325,18 +327,19 @@ class _Partials:
         self.number_slots = np.array([i for i, _ in self.number_rows], dtype=int)
 
     def run(self, values, deltas, sums, m):
+        """Add this node's share to the deltas and gradient sums (inside the caller's
+        ``np.errstate(all="ignore")``: see :func:`_call_quiet`)."""
         d = deltas[self.node]
         what = "a local partial of node {}"
         if not self.factored:
             args, fn = self.general
-            parts = _matrix(_call(fn, args, values, what, self.node), m)  # one row per partial
+            parts = _matrix(_call_quiet(fn, args, values, what, self.node), m)  # one row per partial
             for s, part in zip(self.wrt[:self.n], parts[:self.n]):
                 deltas[s] += d * part
             sums[self.slots] += parts[self.n:] @ d
             return
         args, fn = self.common
-        with np.errstate(all="ignore"):
-            dc = d * _call(fn, args, values, what, self.node)  # delta times the shared chain factor
+        dc = d * _call_quiet(fn, args, values, what, self.node)  # delta times the shared chain factor
         for s, f in zip(self.wrt[:self.n], self.factors[:self.n]):
             deltas[s] += dc * _value(f, values)
         if self.array_rows:
@@ -381,9 +384,15 @@ def _call(fn, args, values, what: str, symbol=None):
     checked and named by the caller), a Python exception or a complex value as a
     :class:`NumericError` naming ``what`` (its ``{}`` filled with ``symbol`` only then: this
     runs for every node of every evaluation, and printing a Symbol is slow)."""
+    with np.errstate(all="ignore"):
+        return _call_quiet(fn, args, values, what, symbol)
+
+
+def _call_quiet(fn, args, values, what: str, symbol=None):
+    """:func:`_call` inside a caller's ``np.errstate(all="ignore")``: the forward and backward
+    loops set it once, not once a node (that cost as much as the nodes themselves)."""
     try:
-        with np.errstate(all="ignore"):
-            v = fn(*[values[s] for s in args])
+        v = fn(*[values[s] for s in args])
     except (ArithmeticError, ValueError, TypeError) as err:
         raise NumericError(f"{what.format(symbol)} cannot be evaluated at these values: {err}", symbol) from None
     parts = v if isinstance(v, (list, tuple)) else [v]
