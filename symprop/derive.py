@@ -273,6 +273,7 @@ class _Engine:
         # subexpressions already rewritten in outputs or checked for a missing rule: derivatives
         # share parts (a softmax's logits), and walking each again would be quadratic
         self._seen: dict = {}
+        self._data_leaves = frozenset(self.net.inputs) | frozenset(self.net.targets)  # built once: local() runs per weight
 
     def local(self, node: sp.Symbol, wrt: sp.Symbol) -> LocalPartial:
         """``∂node/∂wrt``, computed with every other partial of ``node`` in one sweep."""
@@ -280,7 +281,7 @@ class _Engine:
         if wrt not in known:
             # one sweep for everything of this node that derivations ask for: nodes and
             # parameters first; inputs and targets in a second sweep only when asked
-            leaves = set(self.net.inputs) | set(self.net.targets)
+            leaves = self._data_leaves
             wanted = {s for s in self.net.producers[node] if s not in known and (s not in leaves) == (wrt not in leaves)}
             wanted.add(wrt)
             out: dict = {}
