@@ -746,7 +746,7 @@ def check(net: Network, values, bind=None, against=None, only=None, difference: 
         seconds += time.perf_counter() - started
         passes += 1
     for p in checked:
-        base = point.leaves[p]
+        base = float(point.leaves[p])
         h = epsilon * max(1.0, abs(base))
         up, down = base + h, base - h
         started = time.perf_counter()
@@ -918,6 +918,7 @@ def step(net: Network, values, lr: float, *, steps: int = 1, only=None, batch_si
     loss_after = _loss(program, {**point.leaves, **params}, point.m)
     grad = {p: start.gradient[p] for p in net.params}
     rule, formula = update_rule(net.reduction, point.m, batch_size if minibatch else None)
+    params = {p: float(v) for p, v in params.items()}  # Python floats out, as given in
     return Descent(net, start.loss, loss_after, params, grad, updated, tuple(history), float(lr), rule, formula,
                    point.m, batch_size if minibatch else None)
 
