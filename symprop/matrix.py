@@ -733,14 +733,21 @@ class MatrixDerivation:
 
     @property
     def description(self) -> str:
-        """``784-128-10, sigmoid hidden, softmax output, cross-entropy loss (sum)``."""
-        acts = self.net.names
-        hidden = sorted(set(acts[:-1]))
+        """``784-128-10, sigmoid hidden, softmax output, cross-entropy loss (sum over a batch)``."""
+        return self.describe()
+
+    def describe(self, name=str, title=str, reduction: bool = True) -> str:
+        """``784-128-10, sigmoid hidden, softmax output, cross-entropy loss (sum over a
+        batch)``; ``name`` and ``title`` spell an activation and the loss's title (a document
+        passes its LaTeX spellings), ``reduction=False`` leaves out the reduction."""
+        acts = [name(a) for a in self.net.names]
+        hidden = acts[:-1]
         parts = ["-".join(map(str, self.sizes))]
         if hidden:
-            parts.append(f"{'/'.join(hidden) if len(hidden) == 1 else ', '.join(acts[:-1])} hidden")
+            parts.append(f"{hidden[0] if len(set(hidden)) == 1 else ', '.join(hidden)} hidden")
         parts.append(f"{acts[-1]} output")
-        parts.append(f"{self.net.loss.loss.title} loss ({self.net.reduction} over a batch)")
+        over = f" ({self.net.reduction} over a batch)" if reduction else ""
+        parts.append(f"{title(self.net.loss.loss.title)} loss{over}")
         return ", ".join(parts)
 
     def dimension_values(self) -> dict:

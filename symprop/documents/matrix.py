@@ -96,16 +96,9 @@ def matrix_solution_context(d: MatrixDerivation, *, title=None, standalone=True)
 
 
 def _description(d: MatrixDerivation) -> str:
-    """``784-128-10, sigmoid hidden, softmax output, cross-entropy loss`` (the reduction is
-    in the batch loss's formula), as LaTeX: a generic activation is math (``$f$ hidden``)."""
-    acts = [_prose(name) for name in d.net.names]
-    hidden = acts[:-1]
-    parts = ["-".join(map(str, d.sizes))]
-    if hidden:
-        parts.append(f"{hidden[0] if len(set(hidden)) == 1 else ', '.join(hidden)} hidden")
-    parts.append(f"{acts[-1]} output")
-    parts.append(f"{latex_escape(d.net.loss.loss.title)} loss")
-    return ", ".join(parts)
+    """The network in words, as LaTeX (a generic activation is math: ``$f$ hidden``); the
+    reduction is in the batch loss's formula."""
+    return d.describe(name=_prose, title=latex_escape, reduction=False)
 
 
 def _entries(d: MatrixDerivation, names) -> list[dict]:
