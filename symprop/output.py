@@ -12,6 +12,10 @@ with shell escape off, each document in a temporary folder of its own, once unle
 second pass would change the output; only the PDF (and its log) is moved into place, each
 atomically. A failure is one line (a :class:`LatexError`) naming the log. The same
 document gives the same PDF bytes in every run (no dates, no varying trailer ID).
+
+A class's exam is many documents with one preamble: :func:`compile_pdfs` with
+``shared_preamble`` loads each distinct preamble once into a pdflatex format
+(``mylatexformat``) and compiles every document on it, which halves the time of a pass.
 """
 
 from __future__ import annotations
@@ -248,10 +252,15 @@ def compile_pdf(tex_path, *, timeout: float = 300, keep_log: bool = True) -> Pat
 
 
 def compile_pdfs(tex_paths, *, jobs: int | None = None, timeout: float = 300, keep_log: bool = True,
-                 progress: Callable[[int, int], None] | None = None) -> list[Path]:
+                 progress: Callable[[int, int], None] | None = None, shared_preamble: bool = False) -> list[Path]:
     """Compile every file of ``tex_paths`` as :func:`compile_pdf` does, ``jobs`` at a time
     (default :func:`default_jobs`), the largest first; returns the PDFs' paths in the order
     given. The PDFs are the same bytes whatever ``jobs``.
+
+    With ``shared_preamble``, the documents are compiled on formats made from their
+    preambles (:func:`_preamble_formats`): the same pages, in about half the time of a
+    pass, and the same bytes in every run on a machine; a document whose preamble cannot
+    be made a format is compiled as :func:`compile_pdf` does.
 
     ``progress(done, total)``, if given, is called in the calling thread after each
     document. When a document fails, no new one is started; the :class:`LatexError` of the
@@ -263,11 +272,17 @@ def compile_pdfs(tex_paths, *, jobs: int | None = None, timeout: float = 300, ke
         return []
     _need_pdflatex()
     jobs = max(1, min(jobs if jobs is not None else default_jobs(), len(texs)))
+    with contextlib.ExitStack() as cleanup:
+        formats = _preamble_formats(texs, cleanup, timeout) if shared_preamble else [None] * len(texs)
+        return _compile_all(texs, formats, jobs, timeout, keep_log, progress)
+
+
+def _compile_all(texs, formats, jobs, timeout, keep_log, progress) -> list[Path]:
     order = sorted(range(len(texs)), key=lambda i: -_size(texs[i]))  # long ones first: no straggler at the end
     pdfs: list[Path | None] = [None] * len(texs)
     if jobs == 1:
         for done, i in enumerate(order, 1):
-            pdfs[i] = _compile_one(texs[i], timeout, keep_log)
+            pdfs[i] = _compile_one(texs[i], timeout, keep_log, formats[i])
             if progress is not None:
                 progress(done, len(texs))
         return pdfs
@@ -278,7 +293,7 @@ def compile_pdfs(tex_paths, *, jobs: int | None = None, timeout: float = 300, ke
         if stop.is_set():  # a document failed or the caller was interrupted: start nothing more
             return None
         try:
-            return _compile_one(texs[i], timeout, keep_log)
+            return _compile_one(texs[i], timeout, keep_log, formats[i])
         except BaseException:
             stop.set()
             raise
@@ -327,8 +342,9 @@ def _environment() -> dict[str, str]:
     return env
 
 
-def _compile_one(tex_path, timeout: float, keep_log: bool) -> Path:
-    """One document in a temporary folder of its own (see :func:`compile_pdf`)."""
+def _compile_one(tex_path, timeout: float, keep_log: bool, fmt: Path | None = None) -> Path:
+    """One document in a temporary folder of its own (see :func:`compile_pdf`), on the
+    format ``fmt`` if given (see :func:`_preamble_formats`)."""
     tex = Path(tex_path).resolve()
     log, pdf = tex.with_suffix(".log"), tex.with_suffix(".pdf")
     try:
@@ -347,6 +363,8 @@ def _compile_one(tex_path, timeout: float, keep_log: bool) -> Path:
             raise LatexError(f"cannot compile {tex}: {err.strerror or err}") from None
         # run where the document is, so that it may \input files next to it
         cmd = ["pdflatex", *_FLAGS, f"-output-directory={work}", tex.name]
+        if fmt is not None:
+            cmd[-1:] = [f"-fmt={fmt}", tex.name]
         env = _environment()
         for passes in range(1, MAX_PASSES + 1):
             _run_tex(cmd, tex, log, built_log, timeout, env)
@@ -370,6 +388,55 @@ def _compile_one(tex_path, timeout: float, keep_log: bool) -> Path:
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+# A file name mylatexformat finds its preamble in (it reads the command line's file name)
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\.tex")
+
+
+def _preamble_formats(texs: list[Path], cleanup: contextlib.ExitStack, timeout: float) -> list[Path | None]:
+    r"""For each document, a pdflatex format with its preamble (everything before
+    ``\begin{document}``) already loaded, made once per distinct preamble with
+    ``mylatexformat`` in a temporary folder that ``cleanup`` removes; ``None`` for a
+    document that cannot have one (no mylatexformat, a preamble that fails, a name that
+    needs quoting). Loading the packages (TikZ, fonts) is half of an exam sheet's pass."""
+    if not shutil.which("pdftex"):
+        return [None] * len(texs)
+    folder = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="symprop-format-")))
+    made: dict[str, Path | None] = {}
+    formats = []
+    for tex in texs:
+        try:
+            source = tex.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            formats.append(None)  # compiling it names the problem
+            continue
+        preamble, begin, _ = source.partition("\\begin{document}")
+        if not begin or not _PLAIN_NAME.fullmatch(tex.name):
+            formats.append(None)
+            continue
+        if preamble not in made:
+            made[preamble] = _make_format(preamble, folder / f"preamble-{len(made)}", tex.parent, timeout)
+        formats.append(made[preamble])
+    return formats
+
+
+def _make_format(preamble: str, name: Path, where: Path, timeout: float) -> Path | None:
+    source = name.with_suffix(".tex")
+    try:
+        # a format keeps macros but not the trailer ID setting: set it again as a document begins
+        source.write_text(preamble + "\\AtBeginDocument{\\pdftrailerid{}}\n\\begin{document}\n\\end{document}\n",
+                          encoding="utf-8")
+        done = subprocess.run(
+            ["pdftex", "-ini", "-interaction=batchmode", "-halt-on-error", "-no-shell-escape",
+             f"-output-directory={name.parent}", f"-jobname={name.name}", "&pdflatex", "mylatexformat.ltx", str(source)],
+            cwd=where, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            timeout=timeout, check=False, env=_environment(),
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    fmt = name.with_suffix(".fmt")
+    return fmt if done.returncode == 0 and fmt.is_file() else None
 
 
 def _needs_rerun(log: str, source: str) -> bool:
@@ -479,7 +546,7 @@ def write_exam(
             with contextlib.suppress(OSError):
                 directory.rmdir()
         raise
-    return [*(path for path, _ in files), *compile_pdfs(texs, jobs=jobs, progress=progress)]
+    return [*(path for path, _ in files), *compile_pdfs(texs, jobs=jobs, progress=progress, shared_preamble=True)]
 
 
 def _same_place(a: Path, b: Path) -> bool:

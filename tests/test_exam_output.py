@@ -318,3 +318,29 @@ def test_the_progress_bar_draws_after_its_delay_and_ends_its_line():
     bar = _count_bar(stopped, "PDFs", delay=0)
     bar(1, 3), bar.end()
     assert stopped.getvalue().endswith("] 1/3 PDFs\n")  # a failure's message starts on a line of its own
+
+
+# -- one format per preamble -------------------------------------------------------------------
+
+@needs_tex
+@needs_pdftotext
+def test_documents_sharing_a_preamble_compile_on_one_format_to_the_same_pages(tmp_path, scratch):
+    preamble = "\\usepackage{amsmath}\n\\usepackage{tikz}\n\\pdfinfoomitdate=1 \\pdftrailerid{}\n"
+    bodies = {f"v{i}": f"Variant {i}: $\\frac{{a}}{{b}}$ \\tikz\\draw (0,0) -- ({i},1);" for i in range(3)}
+    bodies["odd name"] = "Quoted name."  # mylatexformat cannot read it: compiled without a format
+    plain_dir, shared_dir = tmp_path / "plain", tmp_path / "shared"
+    texts = {}
+    for folder, shared in ((plain_dir, False), (shared_dir, True)):
+        folder.mkdir()
+        paths = [output.write_atomic(folder / f"{name}.tex", tex(body, preamble=preamble)) for name, body in bodies.items()]
+        pdfs = compile_pdfs(paths, jobs=2, shared_preamble=shared)
+        texts[shared] = [text_of(pdf) for pdf in pdfs]
+    assert texts[True] == texts[False] and texts[True][1].startswith("Variant 1:")
+    logs = {name: (shared_dir / f"{name}.log").read_text() for name in bodies}
+    assert all("CUSTOMISED FORMAT" in logs[f"v{i}"] for i in range(3))  # mylatexformat's banner
+    assert "CUSTOMISED FORMAT" not in logs["odd name"]
+    # the same bytes in another run, and no trailer ID or date although a format does not keep the setting
+    first = files(shared_dir, (".pdf",))
+    compile_pdfs(sorted(shared_dir.glob("*.tex")), jobs=1, shared_preamble=True)
+    assert files(shared_dir, (".pdf",)) == first
+    assert not any(re.search(rb"/ID\s*\[|/CreationDate", pdf) for pdf in first.values())
