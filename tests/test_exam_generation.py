@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -31,11 +30,9 @@ COUNT, SEED = 100, 2024
 @pytest.fixture(scope="module", params=[NETWORK, CIRCUIT], ids=["network", "circuit"])
 def drawn(request):
     fam = load_family(request.param)
-    start = time.perf_counter()
     vs = variants(fam, COUNT, SEED)
-    seconds = time.perf_counter() - start
-    print(f"\n{request.param.name}: {COUNT} variants in {seconds:.2f} s")
-    return fam, vs, seconds
+    assert len(vs) == COUNT
+    return fam, vs  # how long it takes is benchmarks/bench_exam.py's to measure
 
 
 def items(vs):
@@ -68,14 +65,8 @@ def test_chi_square_helper():
     assert chi_square_p([30, 10, 30, 30]) == pytest.approx(0.00738, abs=1e-5)  # df 3, x = 12: tables give 0.0074
 
 
-def test_generation_is_fast(drawn):
-    fam, vs, seconds = drawn
-    assert len(vs) == COUNT
-    assert seconds < 60  # measured 2-6 s on a shared 2-core machine; no PDF
-
-
 def test_no_answer_in_the_only_plus_minus_pair(drawn):
-    fam, vs, _ = drawn
+    fam, vs = drawn
     in_pair = expected = 0
     for q in items(vs):
         values = [o.value for o in q.options]
@@ -90,13 +81,13 @@ def test_no_answer_in_the_only_plus_minus_pair(drawn):
 
 
 def test_every_item_has_at_least_four_options(drawn):
-    fam, vs, _ = drawn
+    fam, vs = drawn
     assert all(len(q.options) >= 4 for q in items(vs))
     assert all(sum(o.correct for o in q.options) == 1 for q in items(vs))
 
 
 def test_no_listed_mistake_within_the_grading_tolerance(drawn):
-    fam, vs, _ = drawn
+    fam, vs = drawn
     assert fam.distinct >= fam.tolerance  # one notion: what Moodle accepts, options never are
     structural = 0
     for v in vs:
@@ -132,13 +123,13 @@ def _signature(v):
 
 
 def test_no_two_variants_are_equal(drawn):
-    fam, vs, _ = drawn
+    fam, vs = drawn
     signatures = [_signature(v) for v in vs]
     assert len(set(signatures)) == len(signatures)
 
 
 def test_every_combination_appears(drawn):
-    fam, vs, _ = drawn
+    fam, vs = drawn
     if fam.kind == "circuit":
         assert Counter(v.expression for v in vs).keys() == {text for text, _ in fam.circuits}
         return
@@ -153,7 +144,7 @@ def test_every_combination_appears(drawn):
 
 
 def test_the_right_option_is_uniform(drawn):
-    fam, vs, _ = drawn
+    fam, vs = drawn
     by_count: dict = {}
     for q in items(vs):
         by_count.setdefault(len(q.options), []).append(next(i for i, o in enumerate(q.options) if o.correct))
