@@ -1024,6 +1024,9 @@ def _unit(expr, bind):
     """A unit ``f(u)`` whose derivative can vanish: ``(kind, f applied to its input)``, kind
     "squash" for a saturating activation (sigmoid, tanh), "dying" for one that is flat on
     a side (relu); generic units by their binding. None for anything else."""
+    coefficient, rest = expr.as_coeff_Mul()
+    if coefficient == -1:  # SymPy writes tanh(a - b) as -tanh(b - a): the same unit, negated
+        expr = rest
     if not isinstance(expr, sp.Function) or len(expr.args) != 1:
         return None
     f = expr

@@ -309,6 +309,15 @@ def test_a_saturated_sigmoid_has_f_prime_zero(weight, state):
     assert f.input_gradient[a] <= N.VANISHING * abs(float(g.deltas[net.symbol("a_2_1")][0]))
 
 
+def test_a_unit_sympy_writes_negated_is_still_a_unit():
+    # tanh is odd: SymPy writes tanh(-w x - b) as -tanh(b + w x); it is the same saturated unit
+    x, t, w, b, h, E = sp.symbols("x t w b h E")
+    net = Network({h: sp.tanh(-w * x - b), E: (t - h) ** 2 / 2}, loss=E, params=[w, b], inputs=[x], targets=[t])
+    assert isinstance(net.nodes[h], sp.Mul)
+    f = N.flow(net, {"x": 1.0, "t": 0.0, "w": 10.0, "b": 0.0})
+    assert f.saturated == (h,) and kinds(f, "h") == ["flat_activation"]
+
+
 def test_a_zero_column_of_the_next_weights():
     """a_1_1's outgoing weights (column 1 of W^2) are zero: its gradient is zero (cause 3)."""
     net, values = layered([1, 2, 2, 1], "tanh", w_2_1_1=0.0, w_2_2_1=0.0)
