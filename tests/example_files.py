@@ -13,6 +13,11 @@ def _with_table(table):
     ]
 
 
-NETWORKS = _with_table("nodes")     # spec files with a [nodes] graph
+def _vector(path):
+    return "outputs" in tomllib.loads(path.read_text(encoding="utf-8")).get("network", {})
+
+
+NETWORKS = [p for p in _with_table("nodes") if not _vector(p)]  # spec files with a [nodes] graph and a loss
+VECTORS = [p for p in _with_table("nodes") if _vector(p)]       # vector-valued ones: outputs, a Jacobian
 LAYERED = _with_table("layers")     # [layers] shorthands (the matrix form)
 FAMILIES = _with_table("family")    # exam question families

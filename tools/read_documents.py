@@ -379,6 +379,8 @@ def jobs(root=ROOT, variants: int = FAMILY_VARIANTS, seed: int = FAMILY_SEED) ->
                                "exam", family=True, cost=4))
         elif "layers" in data:
             out.append(Job(f"{stem}-solve", ["solve", str(spec), "-o", "{out}", "--pdf"], f"{stem}.tex"))
+        elif "outputs" in data.get("network", {}):  # a vector-valued function: its Jacobian's worked solution
+            out.append(Job(f"{stem}-solve", ["solve", str(spec), "-o", "{out}", "--pdf"], f"{stem}.tex"))
         elif "nodes" in data and "values" in data:
             wrt = WRT.get(stem) or data["network"]["params"][0]
             out.append(Job(f"{stem}-solve", ["solve", str(spec), "-o", "{out}", "--pdf"], f"{stem}.tex", cost=2))
