@@ -36,13 +36,13 @@ from dataclasses import dataclass
 import sympy as sp
 
 from . import limits
-from .functions import Rule, record_of, replace_shared
+from .functions import Rule, record_of, replace_shared, softmax
 from .graph import Network, NetworkError
 from .printing import tree_size
 
 __all__ = [
     "Partial", "Total", "Step", "Derivation", "LocalPartial", "derive", "local_partial", "delta_expr", "backward",
-    "step_estimate", "resolve_wrt",
+    "step_estimate", "resolve_wrt", "SoftmaxChain", "softmax_chains",
     "METHODS", "MULTIPLY", "SCALE", "POWER", "EXPONENTIAL", "FAN_OUT",
 ]
 
@@ -79,7 +79,8 @@ class Step:
     """One line of a derivation: ``lhs = rhs`` justified by ``rule``.
 
     Rules: ``"factor at the bottom"`` (``"finish at the bottom"`` top-down), ``"sum over consumers"``, ``"loss directly"``,
-    ``"local partial"``, ``"sum over paths"``, ``"substitute"``. For local partials,
+    ``"local partial"``, ``"sum over paths"``, ``"substitute"``, and the collapse of softmax
+    then cross-entropy to p_j - t_j (:data:`COLLAPSE_RULES`, see :class:`SoftmaxChain`). For local partials,
     ``because`` lists the derivative rules used (:class:`~symprop.functions.Rule` records:
     a primitive's, or :data:`MULTIPLY`, :data:`SCALE`, ...) and ``partial`` is the
     :class:`LocalPartial` itself, so that printers need not ask the engine.
@@ -164,6 +165,19 @@ POWER = Rule("power", "power rule", r"the power rule $(u^n)' = n\,u^{n-1}$")
 EXPONENTIAL = Rule("exponential", "exponential", r"$(a^u)' = a^u \log a$")
 FAN_OUT = Rule("fan-out", "used more than once: sum the contributions",
                "a variable used more than once contributes the sum of its uses")
+
+# The collapse of softmax then cross-entropy to p_j - t_j (seed 000's gate table, seed 004's
+# output layer): the rule of each step after the sum over the softmax nodes.
+SOFTMAX_CE = "softmax + cross-entropy"
+CANCEL = "cancel and collect"
+TARGETS_SUM_TO_ONE = "targets sum to 1"
+COLLAPSE_RULES = (SOFTMAX_CE, CANCEL, TARGETS_SUM_TO_ONE)
+CANCEL_RULE = Rule("cancel",
+                   "each probability cancels, (-t_k/p_k)·p_k(δ_kj - p_j) = -t_k(δ_kj - p_j); δ_kj keeps only t_j",
+                   r"each probability cancels, $-\frac{t_k}{p_k}\,p_k(\delta_{kj} - p_j) = -t_k(\delta_{kj} - p_j)$, "
+                   r"and $\delta_{kj}$ keeps only $t_j$ of $\sum_k t_k \delta_{kj}$")
+SUM_TO_ONE_RULE = Rule("sum to one", "Σ_k t_k = 1 (one-hot labels or probabilities)",
+                       r"the targets sum to 1, $\sum_k t_k = 1$ (one-hot labels or probabilities)")
 
 def _sweep(expr, chain, algebra, because, wanted, out, outputs, memo=None):
     """Push the adjoint ``chain`` x ``algebra`` down ``expr``; collect it at wanted symbols.
@@ -274,6 +288,12 @@ class _Engine:
         # share parts (a softmax's logits), and walking each again would be quadratic
         self._seen: dict = {}
         self._data_leaves = frozenset(self.net.inputs) | frozenset(self.net.targets)  # built once: local() runs per weight
+
+    @functools.cached_property
+    def chains(self) -> dict:
+        """The softmax-then-cross-entropy chains (:func:`softmax_chains`), written in node
+        outputs only: without them the local partials hold softmax calls, not p_k."""
+        return softmax_chains(self.net) if self.outputs else {}
 
     def local(self, node: sp.Symbol, wrt: sp.Symbol) -> LocalPartial:
         """``∂node/∂wrt``, computed with every other partial of ``node`` in one sweep."""
@@ -450,10 +470,36 @@ class Derivation:
                 steps += self._delta_steps(k)
             if self.method == "top-down":
                 steps += bottom
+            steps = self._with_collapse(steps)
             if self.as_paths is not None:
                 steps.append(Step("substitute", Total(E, w), self.as_paths))
         if self.in_local_partials is not None:
             steps.append(Step("substitute", Total(E, w), self.in_local_partials))
+        return steps
+
+    def _with_collapse(self, steps) -> list[Step]:
+        """``steps`` with the collapse of softmax then cross-entropy, dE/dz_j = p_j - t_j,
+        after the sum that gives the delta of each logit z_j of a :class:`SoftmaxChain`,
+        once the deltas of its softmax nodes are known too (bottom-up: after the walk)."""
+        chains = self._engine.chains
+        if not chains:
+            return steps
+        E = self.target
+        done, first, last = {}, {}, None  # lhs -> index of the last (first) step of the group that gives it
+        for i, s in enumerate(steps):
+            if s.rule != "local partial":
+                last = s.lhs
+                first.setdefault(last, i)
+            if last is not None:
+                done[last] = i
+        inserts: dict = {}  # index -> the collapses that go after it, in the order of the logits' deltas
+        for z in sorted((z for z in chains if Total(E, z) in first), key=lambda z: first[Total(E, z)]):
+            chain = chains[z]
+            needed = [Total(E, z)] + [Total(E, p) for p in chain.probs]
+            if all(n in done for n in needed):
+                inserts.setdefault(max(done[n] for n in needed), []).extend(chain.collapse(E, z))
+        for at in sorted(inserts, reverse=True):  # from the end: earlier indexes stay valid
+            steps[at + 1:at + 1] = inserts[at]
         return steps
 
     def _factor_at_bottom(self) -> list[Step]:
@@ -494,6 +540,91 @@ class Derivation:
         from .printing import latex_derivation
 
         return "$\\displaystyle " + latex_derivation(self, self.network.display) + "$"
+
+
+@dataclass(frozen=True)
+class SoftmaxChain:
+    """Softmax nodes ``p_k = softmax([z_1..z_n], k)`` of one vector of logit nodes, read only
+    by a cross-entropy loss ``E = -Σ_k t_k log p_k``: then dE/dz_j = p_j - t_j when the
+    targets sum to 1 (seed 000's gate table, the output layer of seed 004).
+
+    >>> import sympy as sp
+    >>> from symprop import Network, softmax
+    >>> from symprop.functions import cross_entropy
+    >>> z1, z2, p1, p2, t1, t2, w, x, E = sp.symbols("z_1 z_2 p_1 p_2 t_1 t_2 w x E")
+    >>> net = Network({z1: w*x, z2: -w*x, p1: softmax(1, z1, z2), p2: softmax(2, z1, z2),
+    ...                E: cross_entropy([p1, p2], [t1, t2])}, loss=E, params=[w], inputs=[x], targets=[t1, t2])
+    >>> from symprop.printing import text_chain
+    >>> [text_chain(s.rhs) for s in softmax_chains(net)[z1].collapse(E, z1)]
+    ['-(t_1/p_1)*(p_1*(1 - p_1)) - (t_2/p_2)*(-p_2*p_1)', 'p_1*(t_1 + t_2) - t_1', 'p_1 - t_1']
+    """
+
+    logits: tuple
+    probs: tuple
+    targets: tuple
+
+    def collapse(self, loss, z) -> list[Step]:
+        """The steps from the sum over the softmax nodes to ``p_j - t_j`` for logit ``z``:
+        Σ_k (-t_k/p_k) p_k(δ_kj - p_j), then -t_j + p_j Σ_k t_k, then p_j - t_j."""
+        j = self.logits.index(z)
+        pj, tj = self.probs[j], self.targets[j]
+        terms = []
+        for k, (p, t) in enumerate(zip(self.probs, self.targets)):
+            softmax_rule = sp.Mul(pj, 1 - pj, evaluate=False) if k == j else sp.Mul(-1, p, pj, evaluate=False)
+            terms.append(sp.Mul(-1, sp.Mul(t, sp.Pow(p, -1), evaluate=False), softmax_rule, evaluate=False))
+        substituted = sp.Add(*terms, evaluate=False)
+        collected = sp.Add(sp.Mul(pj, sp.Add(*self.targets, evaluate=False), evaluate=False), -tj, evaluate=False)
+        delta = Total(loss, z)
+        return [
+            Step(SOFTMAX_CE, delta, substituted, node=z, because=(record_of("cross_entropy"), record_of("softmax"))),
+            Step(CANCEL, delta, collected, node=z, because=(CANCEL_RULE,)),
+            Step(TARGETS_SUM_TO_ONE, delta, sp.Add(pj, -tj, evaluate=False), node=z, because=(SUM_TO_ONE_RULE,)),
+        ]
+
+
+def softmax_chains(net: Network) -> dict:
+    """Each logit node ``z_j`` whose delta collapses to ``p_j - t_j``, with its
+    :class:`SoftmaxChain`: softmax nodes ``p_k = softmax([z_1..z_n], k)``, one for each k,
+    each read only by the loss; the loss's terms in them exactly ``-t_k log p_k`` with
+    ``t_k`` a target; each ``z_j`` a node read only by these softmax nodes."""
+    loss = net.nodes[net.loss]
+    terms = sp.Add.make_args(loss)
+    groups: dict = {}
+    for k, expr in net.nodes.items():
+        if isinstance(expr, softmax):
+            groups.setdefault(tuple(expr.logits), {}).setdefault(expr.index, []).append(k)
+    found = {}
+    targets = set(net.targets)
+    softmax_nodes = {k for by_index in groups.values() for ks in by_index.values() for k in ks}
+    terms_of: dict = {}  # softmax node -> the loss's terms that hold it (one pass: n classes cost n, not n²)
+    for t in terms:
+        for p in t.free_symbols & softmax_nodes:
+            terms_of.setdefault(p, []).append(t)
+    for logits, by_index in groups.items():
+        n = len(logits)
+        if sorted(by_index) != list(range(1, n + 1)) or any(len(v) != 1 for v in by_index.values()):
+            continue
+        probs = tuple(by_index[i][0] for i in range(1, n + 1))
+        if len(set(logits)) != n or any(z not in net.nodes or z == net.loss for z in logits):
+            continue
+        if any(tuple(_uses(net, p)) != (net.loss,) for p in probs):
+            continue
+        prob_set = set(probs)
+        if any(set(_uses(net, z)) != prob_set for z in logits):
+            continue
+        chosen = []
+        for p in probs:
+            using = terms_of.get(p, [])
+            if len(using) != 1:
+                break
+            coefficient, rest = using[0].as_independent(p, as_Add=False)
+            if rest != sp.log(p) or -coefficient not in targets:
+                break
+            chosen.append(-coefficient)
+        if len(chosen) == n:
+            chain = SoftmaxChain(tuple(logits), probs, tuple(chosen))
+            found.update(dict.fromkeys(logits, chain))
+    return found
 
 
 def _delta_exprs(engine: _Engine, k) -> sp.Expr:

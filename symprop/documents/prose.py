@@ -19,7 +19,8 @@ from ..functions import DefinedFunction, record_of
 from ..printing import latex_escape
 from .lines import break_sum
 
-__all__ = ["rule_sentence", "html", "names", "method_intro", "step_title", "step_sentence", "mistake_sentence"]
+__all__ = ["rule_sentence", "html", "names", "method_intro", "step_title", "step_sentence", "mistake_sentence",
+           "collapse_words", "collapse_tags"]
 
 
 def rule_sentence(rule, printer=None) -> str:
@@ -174,6 +175,26 @@ def step_sentence(rule: str, method: str, node: str | None, over: list[str], wrt
         return (f"{paths} from ${wrt}$ to ${loss}$ contributes the product of the local partial derivatives along it; "
                 "each local partial derivative follows from one node's expression.")
     return ""
+
+
+def collapse_words(node: str, probs: list[str], loss: str, total: str | None = None) -> tuple[str, str]:
+    """Title and sentence of the delta of logit ``node`` collapsing, softmax then
+    cross-entropy (seed 000's gate rule); ``total``: the given targets' sum when it is not 1."""
+    title = f"Softmax and cross-entropy together at ${node}$."
+    sentence = (f"The deltas of {names(probs)} and the softmax's local partial derivatives are known now. "
+                f"Substituted into the delta of ${node}$, they collapse")
+    if total is None:
+        return title, sentence + " to the predicted probability minus the target, the rule of softmax with cross-entropy:"
+    return title, (sentence + f"; the given targets sum to ${total}$, not $1$, so the delta stays "
+                   r"$-t_j + p_j \sum_k t_k$ (it is $p_j - t_j$ only for targets that sum to $1$):")
+
+
+def collapse_tags(steps: int, targets: list[str]) -> list[str]:
+    """The reason beside each step of the collapse (text mode, math in ``$``): the rules
+    substituted, the cancellation, the targets' sum."""
+    tags = ["(cross-entropy and softmax rules)", r"(each probability cancels; $\delta_{kj}$ keeps $k = j$)",
+            "($" + (" + ".join(targets) if len(targets) <= 4 else r"\sum_k t_k") + " = 1$)"]
+    return tags[:steps]
 
 
 def _node_bottom_sentence(rule: str, over: list[str], wrt: str, loss: str) -> str:

@@ -19,6 +19,7 @@ True
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from collections.abc import Mapping
 
@@ -26,14 +27,19 @@ import sympy as sp
 
 from .. import functions as fn
 from .. import limits
-from ..derive import Partial, Total, derive
+from ..derive import COLLAPSE_RULES, SOFTMAX_CE, Partial, Total, derive, softmax_chains
 from ..graph import Network, NetworkError
-from ..numeric import gradient
+from ..numeric import STEP, gradient, update_rule
+from ..numeric import check as gradient_check
+from ..numeric import step as descent_step
 from ..printing import LatexPrinter, latex_number, latex_softmax
 from .environment import environment
 from .figures import network_figure
+from .plots import gradient_flow_remark
 from .lines import break_lines, fit, visible_width
-from .prose import defined_functions, method_intro, names, rule_sentence, step_sentence, step_title
+from .prose import (
+    collapse_tags, collapse_words, defined_functions, method_intro, names, rule_sentence, step_sentence, step_title,
+)
 
 __all__ = ["solution_context", "exam_context", "render_solution", "render_exam"]
 
@@ -53,14 +59,21 @@ def render_solution(
     bind: Mapping[str, str] | None = None,
     title: str | None = None,
     standalone: bool = True,
+    update: float | None = None,
+    check: bool = False,
+    epsilon: float = STEP,
 ) -> str:
     """A worked solution of dE/dw for ``wrt`` (a name, a symbol, a list, or None for every
     parameter) as LaTeX: a standalone article, or with ``standalone=False`` a fragment to
     ``\\input`` (it lists the packages it needs). ``values`` (Symbol -> number) and
     ``bind`` (generic name -> activation name) add numbers when the numeric layer can
-    evaluate the network.
+    evaluate the network. With numbers, ``update`` (a learning rate η) adds one step of
+    gradient descent, w ← w − η dE/dw, for the parameters asked (what ``symprop step``
+    does), and ``check`` the finite-difference estimates of seed 004 (forward and central,
+    step ``epsilon``·max(1, |w|), the numbers of ``symprop check``) with their cost in passes.
     """
-    context = solution_context(net, wrt, method=method, values=values, bind=bind, title=title, standalone=standalone)
+    context = solution_context(net, wrt, method=method, values=values, bind=bind, title=title, standalone=standalone,
+                               update=update, check=check, epsilon=epsilon)
     return environment().get_template("solution.tex.j2").render(context)
 
 
@@ -82,10 +95,12 @@ def render_exam(
     return environment().get_template("exam.tex.j2").render(context)
 
 
-def solution_context(net, wrt=None, *, method="top-down", values=None, bind=None, title=None, standalone=True) -> dict:
+def solution_context(net, wrt=None, *, method="top-down", values=None, bind=None, title=None, standalone=True,
+                     update=None, check=False, epsilon=STEP) -> dict:
     """The data the solution template receives: plain strings, lists and dicts."""
     doc = _Document(net, values, bind)
     derivations = _derive(net, wrt, method)
+    asked = [d.wrt for d in derivations]
     # every weight top-down: one pass, each delta once (seed 002 §1.7), not one walk per weight
     single_pass = wrt is None and method == "top-down" and len(derivations) > 1 and \
         sum(len(d.steps) for d in derivations) <= limits.MAX_DOCUMENT_STEPS * 4
@@ -97,7 +112,10 @@ def solution_context(net, wrt=None, *, method="top-down", values=None, bind=None
         "derivations": [] if single_pass else [doc.derivation(d) for d in derivations],
         "one_pass": doc.one_pass(derivations) if single_pass else None,
         "table": doc.table(),
+        "update": None if update is None else doc.update(asked, update),
+        "check": doc.finite_differences(asked, epsilon) if check else None,
         "notes": doc.notes,
+        "activation_plots": gradient_flow_remark(net, values, bind),  # saturated or dead units, plotted
     }
 
 
@@ -241,8 +259,9 @@ class _Document:
         groups, seen = [], set()
         for d in derivations:
             for main, local in _groups(d.steps):
-                if main.rule in ("loss directly", "sum over consumers") and main.lhs not in seen:
-                    seen.add(main.lhs)
+                key = (main.rule, main.lhs)
+                if main.rule in ("loss directly", "sum over consumers", SOFTMAX_CE) and key not in seen:
+                    seen.add(key)
                     groups.append((main, local))
         # in order of first use: each top-down walk computes a delta after those it uses
         blocks, _ = self._blocks(None, groups)
@@ -273,6 +292,9 @@ class _Document:
         wrt_node = None if goal is None else wrt
         for main, local in groups:
             node = None if main.node is None else self.name(main.node)
+            if main.rule == SOFTMAX_CE:  # dE/dz_j collapses to p_j - t_j
+                blocks.append(self._collapse_block(main, local))
+                continue
             direct = main.rule == "loss directly" and len(local) == 1 and main.rhs == local[0].lhs
             if direct:  # dE/dz_k = ∂E/∂z_k = formula = numbers = value, one row
                 rows = [_row(self.math(main.lhs), [[self.math(main.rhs)], self.step_lines(local[0]),
@@ -311,6 +333,69 @@ class _Document:
             block.pop("nodes"), block.pop("direct")
         deferred.reverse()  # walked up, computed coming down
         return blocks, deferred
+
+    def _collapse_block(self, main, rest) -> dict:
+        """The delta of a logit z_j collapsing, softmax then cross-entropy: Σ_k (-t_k/p_k)
+        p_k(δ_kj - p_j) = -t_j + p_j Σ_k t_k = p_j - t_j, each step tagged with its reason;
+        with numbers, p_j - t_j at the values. Where the given targets do not sum to 1, the
+        last step is left out and the numbers go through -t_j + p_j Σ_k t_k (the sentence says why)."""
+        chain = self._chains[main.node]
+        steps = [main, *rest]
+        total = self._target_sums(chain)
+        if total is not None:
+            steps = steps[:-1]
+        tags = collapse_tags(len(steps), [self.name(t) for t in chain.targets])
+        width = ROW_WIDTH - 16
+        lines = []
+        for step, tag in zip(steps, tags):
+            part = (self._substituted_lines(step.rhs, width) if step.rule == SOFTMAX_CE
+                    else break_lines(self.printer, step.rhs, width=width))
+            part[-1] += rf" \qquad \text{{{tag}}}"
+            lines += ["= " + part[0]] + [r"\quad " + x for x in part[1:]]
+        if self.numbers is not None:
+            value = self._value_text(self.numbers["deltas"][main.node])
+            lines.append("= " + " ".join(self.lines(steps[-1].rhs, values=self._values)) + f" = {value}")
+        lines[0] = lines[0][2:]
+        row = {"lhs": self.math(main.lhs), "lines": lines, "breakable": len(lines) > 3}
+        title, sentence = collapse_words(self.name(main.node), [self.name(p) for p in chain.probs],
+                                         self.name(self.net.loss), None if total is None else latex_number(total))
+        return {"title": title, "sentence": sentence, "rows": [row], "because": self._new_sentences(steps),
+                "direct": False, "nodes": [self.name(main.node)]}
+
+    def _substituted_lines(self, expr, width) -> list[str]:
+        """Σ_k (-t_k/p_k) p_k(δ_kj - p_j) term by term as a hand writes it, the fraction
+        then the softmax's partial (in parentheses when negative), broken between terms."""
+        lines, current = [], ""
+        for i, term in enumerate(expr.args):
+            _, fraction, partial = term.args  # -1, t_k/p_k, p_k(δ_kj - p_j)
+            tex = self.math(partial)
+            tex = rf"\left({tex}\right)" if partial.could_extract_minus_sign() else tex
+            piece = ("- " if i else "-") + rf"\frac{{{self.math(fraction.args[0])}}}{{{self.math(fraction.args[1].base)}}} {tex}"
+            if current and visible_width(current) + visible_width(piece) > width:
+                lines.append(current)
+                current = piece
+            else:
+                current = f"{current} {piece}" if current else piece
+        return lines + [current]
+
+    @functools.cached_property
+    def _chains(self) -> dict:
+        return softmax_chains(self.net)
+
+    def _target_sums(self, chain) -> float | None:
+        """None when the given targets of ``chain`` sum to 1 in every sample (or no numbers
+        are given), else the first sum that is not 1."""
+        if self.numbers is None:
+            return None
+        columns = [self.batch_values.get(t) for t in chain.targets]
+        if any(c is None for c in columns):
+            return None
+        samples = zip(*[c if isinstance(c, (tuple, list)) else [c] * (self.batch or 1) for c in columns])
+        for sample in samples:
+            total = math.fsum(float(x) for x in sample)
+            if abs(total - 1) > 1e-9:
+                return total
+        return None
 
     def _paths(self, d) -> dict:
         paths = d.paths
@@ -510,6 +595,92 @@ class _Document:
                                     [rf"\boxed{{{latex_number(_gradient_of(whole, wrt))}}}"]]),
         }
 
+    # -- after the gradient: one update step, the finite-difference check (seed 004)
+
+    def _asked_params(self, asked, what) -> list:
+        """The parameters among ``asked`` (every parameter is asked for without --wrt); a
+        note when there are none, or no numbers."""
+        if self.numbers is None:
+            self.notes.append(f"{what} left out: it needs numbers for every input, target and parameter")
+            return []
+        params = [w for w in asked if w in self.net.params]
+        if not params:
+            self.notes.append(f"{what} left out: it is about parameters, and none is asked for")
+        return params
+
+    def update(self, asked, lr) -> dict | None:
+        """One step of gradient descent, w ← w − η dE/dw, with numbers for each parameter
+        asked: the rule and formula of ``symprop step`` (seed 004), the new values from it."""
+        params = self._asked_params(asked, "the update step")
+        if not params:
+            return None
+        M, mean = self.batch or 1, self.net.reduction == "mean"
+        taken = descent_step(self.net, dict(self.batch_values), lr=lr, bind=self.bind or None)
+        E, eta = self.name(self.net.loss), r"\eta"
+        rows = []
+        for w in params:
+            g = taken.gradient[w]  # the whole batch's, as the step takes it
+            old = latex_number(self.batch_values[w])
+            rows.append({"lhs": self.name(w),
+                         "rhs": rf"{old} - {latex_number(lr)} \cdot {_signed(latex_number(g))} = "
+                                rf"\boxed{{{latex_number(taken.params[w])}}}"})
+        gradient_symbol = lambda tex: rf"\frac{{d {tex}}}{{d w}}"  # noqa: E731
+        formula = rf"w \leftarrow w - {eta} {gradient_symbol(E)}"
+        if M > 1:  # seed 004: the batch's loss is the sum (mean) of the per-sample losses, so is its gradient
+            scale = rf"\frac{{{eta}}}{{M}}" if mean else eta
+            formula = (rf"w \leftarrow w - {scale} \sum_{{m=1}}^{{M}} {gradient_symbol(E + '^{(m)}')} "
+                       rf"= w - {eta} {gradient_symbol(E)}")
+        name, _ = update_rule(self.net.reduction, M)
+        return {"rule": name, "formula": formula, "lr": latex_number(lr), "samples": M, "mean": mean, "rows": rows,
+                "loss_before": latex_number(taken.loss_before), "loss_after": latex_number(taken.loss_after),
+                "every": len(params) < len(self.net.params)}
+
+    def finite_differences(self, asked, epsilon) -> dict | None:
+        """Seed 004's brute-force gradient against backprop's, for each parameter asked:
+        the forward difference (E(w + h) − E(w))/h and the central one (E(w + h) − E(w − h))/2h,
+        h = ε·max(1, |w|), their values, relative errors and verdicts from ``symprop check``,
+        and what they cost: P + 1 or 2P forward passes for the P parameters against backprop's
+        one forward and one backward pass."""
+        params = self._asked_params(asked, "the finite-difference check")
+        if not params:
+            return None
+        values, bind = dict(self.batch_values), self.bind or None
+        checks = {how: gradient_check(self.net, values, bind=bind, only=[w.name for w in params], difference=how,
+                                      epsilon=epsilon) for how in ("forward", "central")}
+        rows = {how: {r.name: r for r in c.rows} for how, c in checks.items()}
+        E = self.name(self.net.loss)
+        table = [{"name": self.name(w), "backprop": latex_number(rows["forward"][w].engine),
+                  **{how: latex_number(rows[how][w].other) for how in rows},
+                  **{how + "_error": latex_number(rows[how][w].rel_error, 2) for how in rows},
+                  **{how + "_verdict": rows[how][w].verdict for how in rows}} for w in params]
+        first = params[0]
+        base = float(values[first])
+        h = epsilon * max(1.0, abs(base))
+        loss = {shift: gradient(self.net, {**values, first: base + shift}, bind=bind).loss for shift in (h, 0.0, -h)}
+        digits = _digits_to_show(loss[h], loss[-h])
+        number = lambda x: latex_number(x, digits)  # noqa: E731
+        w = self.name(first)
+        goal = self.math(Total(self.net.loss, first))
+        forward = _row(rf"{goal} \approx \frac{{{E}({w} + h) - {E}({w})}}{{h}}",
+                       [[rf"\frac{{{number(loss[h])} - {number(loss[0.0])}}}{{{latex_number(h)}}}"],
+                        [latex_number(rows["forward"][first].other)]])
+        central = _row(rf"{goal} \approx \frac{{{E}({w} + h) - {E}({w} - h)}}{{2h}}",
+                       [[rf"\frac{{{number(loss[h])} - {number(loss[-h])}}}{{{latex_number(2 * h)}}}"],
+                        [latex_number(rows["central"][first].other)]])
+        P = len(self.net.params)
+        return {
+            "epsilon": latex_number(epsilon), "h": latex_number(h), "weight": w, "weight_value": latex_number(base),
+            "goal": goal,
+            "backprop": latex_number(rows["forward"][first].engine),
+            "rows": [forward, central],
+            "table": table if len(params) > 1 else None,
+            "verdicts": {how: rows[how][first].verdict for how in rows},
+            "errors": {how: latex_number(rows[how][first].rel_error, 2) for how in rows},
+            "params": P, "forward_passes": P + 1, "central_passes": 2 * P,
+            "checked": {how: checks[how].forward_passes for how in checks}, "count": len(params),
+            "passed": all(c.passed for c in checks.values()),
+        }
+
     # -- table and figure
 
     def table(self):
@@ -565,6 +736,20 @@ def _gradient_of(result, wrt) -> float:
     return float(gradient_for(result, [wrt]).gradient[wrt])
 
 
+def _signed(number: str) -> str:
+    r"""A printed number in parentheses when negative, for a product: ``0.1 \cdot (-0.2)``."""
+    return rf"\left({number}\right)" if number.startswith("-") else number
+
+
+def _digits_to_show(a: float, b: float) -> int:
+    """Significant digits that show the difference of two nearly equal losses to four
+    digits: E(w + h) and E(w) differ in their seventh digit at ε = 1e-5."""
+    scale = max(abs(a), abs(b))
+    if a == b or scale == 0:
+        return 4
+    return max(4, min(15, 4 + math.ceil(math.log10(scale / abs(a - b)))))
+
+
 def _one(value) -> float:
     """The number of a single sample (the numeric layer keeps one array entry per sample)."""
     return float(getattr(value, "ravel", lambda: [value])()[0])
@@ -593,12 +778,13 @@ def _generic_calls(expr):
 
 def _groups(steps) -> list[tuple]:
     """The steps as (main step, its local partial steps): a delta or the gradient with the
-    local partials its formula uses. The final substitutions are the path forms, shown apart."""
+    local partials its formula uses; the collapse of softmax then cross-entropy as (its first
+    step, the others). The final substitutions are the path forms, shown apart."""
     groups = []
     for step in steps:
         if step.rule == "substitute":
             continue
-        if step.rule == "local partial" and groups:
+        if groups and (step.rule == "local partial" or step.rule in COLLAPSE_RULES[1:]):
             groups[-1][1].append(step)
         else:
             groups.append((step, []))
