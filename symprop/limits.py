@@ -67,6 +67,7 @@ MAX_MAGNITUDE = _setting("MAX_MAGNITUDE", 1e300)  # |value| of grade's exact eva
 MAX_EXPANDED_POWER = _setting("MAX_EXPANDED_POWER", 8)  # power of a sum grade expands to compare symbolically
 MAX_GRADE_SECONDS = _setting("MAX_GRADE_SECONDS", 10.0)  # time grade spends evaluating at random points
 MAX_PROOF_SECONDS = _setting("MAX_PROOF_SECONDS", 2.0)  # time grade spends proving a right answer symbolically
+MAX_HESSIAN_PARAMS = _setting("MAX_HESSIAN_PARAMS", 30)  # parameters of `symprop hessian` (P² entries, P Hv passes)
 
 # -- exams (symprop.exam, the command line) --------------------------------------------------
 MAX_VARIANTS = _setting("MAX_VARIANTS", 5000)  # --variants of one exam run

@@ -64,7 +64,7 @@ __all__ = [
     "WorkedNumbers",
     "Jacobian", "Gradient", "Elementwise", "Softmax", "Ones",
     "derive_matrix", "derive_layers", "from_layers", "random_layered", "values_from_scalar", "mlp_bindings",
-    "text", "latex", "activation_derivative",
+    "text", "latex", "activation_derivative", "compile_expression", "quantity_key", "matrix_step",
 ]
 
 LAYOUT = (
@@ -860,6 +860,12 @@ class MatrixDerivation:
         closed form that cannot overflow (the step's value, not its formula, changes);
         where the loss or a gradient has no finite value, :class:`NetworkError` says why.
         """
+        return self.evaluate(values)[0]
+
+    def evaluate(self, values: LayeredValues) -> tuple[MatrixGradient, dict]:
+        """:meth:`gradient` and the environment it ran in: every quantity of the batch
+        program (``Z^l``, ``A^l``, ``Δ^l``, ...) by :func:`quantity_key`, for the modules
+        that run more steps on it (:mod:`symprop.matrix_hvp`)."""
         if self.generics:
             g = self.generics[0]
             raise NetworkError(f"the generic activation {g} has no numbers: bind it to an activation, "
@@ -875,7 +881,25 @@ class MatrixDerivation:
         # or in a hidden A^l reaches this sum; only then is each array looked at
         if not math.isfinite(sum([float(b.sum()) for b in db] + [float(env[k].sum()) for k in self._probe_keys])):
             self._check_finite(env, dW, db, deltas)
-        return MatrixGradient(loss, dW, db, deltas, activations)
+        return MatrixGradient(loss, dW, db, deltas, activations), env
+
+    # -- public accessors for the modules built on this one (matrix_hvp, checkpoint)
+
+    @property
+    def compiled_program(self) -> tuple[list, list, list]:
+        """``(forward, backward, results)``: the batch program compiled to NumPy closures,
+        ``forward`` and ``backward`` lists of ``(key, env -> ndarray)`` in order (forward:
+        Z^1, A^1, Z^2, ...; backward: Δ^L, then per layer l = L..1 dE/dW^l, dE/db^l, Δ^(l-1)),
+        ``results`` the keys of [dE/dW^l], [dE/db^l], [Δ^l], [A^l]."""
+        return self._compiled
+
+    def environment(self, values: LayeredValues) -> dict:
+        """The inputs of the compiled program: widths, N, X, Y, W^l, b^l by key (checked)."""
+        return self._environment(values)
+
+    def loss_from(self, env) -> float:
+        """The loss from an environment holding the output layer's Z^L, A^L and Y."""
+        return self._loss_number(env)
 
     @functools.cached_property
     def generics(self) -> tuple[str, ...]:
@@ -1214,6 +1238,22 @@ def _compile(expr):
         args = [_compile(a) for a in expr.args]
         return lambda env: f(*[g(env) for g in args])
     raise NetworkError(f"cannot evaluate {type(expr).__name__} numerically: {expr}")
+
+
+def compile_expression(expr):
+    """A function ``env -> ndarray`` computing the matrix expression ``expr`` with NumPy
+    (as the batch program is compiled); ``env`` maps :func:`quantity_key` names to arrays."""
+    return _compile(expr)
+
+
+def quantity_key(expr) -> str:
+    """A quantity's name in the environment of a compiled program."""
+    return _key(expr)
+
+
+def matrix_step(rule, lhs, rhs, node=None, because=()) -> MatrixStep:
+    """A :class:`MatrixStep` with the shapes of ``lhs`` and of every matrix in ``rhs``."""
+    return _step(rule, lhs, rhs, node, because)
 
 
 def _negated(term):
