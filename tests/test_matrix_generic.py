@@ -345,3 +345,56 @@ def test_generic_solution_compiles_without_overfull_boxes(capsys, tmp_path):
     status, _, err = run(capsys, "solve", EXAMPLE, "-o", tex, "--pdf")
     assert status == 0, err
     assert [x for x in _overfull(tex.with_suffix(".log").read_text(errors="replace")) if x > 1] == []
+
+
+# -- the matrix solve with numbers (issue 14: "the matrix solve shows numbers too") ---------
+
+def numbers_section(tex: str) -> str:
+    start = tex.index(r"\subsection*{With numbers}")
+    return tex[start:tex.index(r"\subsection*{Over a batch}", start)]
+
+
+@pytest.mark.parametrize("name", ["example", *OTHER_LAYERS])
+def test_solve_numbers_equal_grad(capsys, tmp_path, name):
+    path = EXAMPLE
+    if name != "example":
+        path = tmp_path / f"{name}.toml"
+        path.write_text(OTHER_LAYERS[name])
+    status, tex, err = run(capsys, "solve", path)
+    assert status == 0, err
+    section = numbers_section(tex)
+    expected = grad_json(capsys, path)
+    for l in range(1, len(expected["gradient"]) // 2 + 1):
+        dW = equation(section, rf"\frac{{\partial \mathcal{{L}}}}{{\partial \mathbf{{W}}^{{({l})}}}}")
+        close4(matrices(dW)[-1], expected["gradient"][f"W^{l}"])
+        delta, row = matrices(dW)[:2]
+        close4(delta @ row, expected["gradient"][f"W^{l}"])  # the printed column times the printed row
+        close4(matrices(equation(section, rf"\frac{{\partial \mathcal{{L}}}}{{\partial \mathbf{{b}}^{{({l})}}}}"))[-1],
+               expected["gradient"][f"b^{l}"])
+    assert f"= {expected['loss']:.4g}" in section
+
+
+def test_solve_numbers_take_the_binding(capsys, tmp_path):
+    status, tex, _ = run(capsys, "solve", EXAMPLE, "--bind", "f=tanh")
+    assert status == 0
+    section = numbers_section(tex)
+    assert "with $f$ the tanh" in section
+    tanh = grad_json(capsys, EXAMPLE, "--bind", "f=tanh")["gradient"]
+    close4(matrices(equation(section, r"\frac{\partial \mathcal{L}}{\partial \mathbf{W}^{(1)}}"))[-1], tanh["W^1"])
+    # the derivation above the numbers stays generic
+    assert r"\operatorname{Diag}\left(f'\left(\mathbf{z}^{(1)}\right)\right)" in tex[:tex.index("With numbers")]
+
+
+@pytest.mark.parametrize("spec", ["mnist_layers.toml", "swish_layers.toml"])
+def test_solve_has_no_numbers_for_a_batch_or_a_large_network(capsys, spec):
+    status, tex, _ = run(capsys, "solve", Path(__file__).resolve().parent.parent / "examples" / spec)
+    assert status == 0 and "With numbers" not in tex
+
+
+def test_solve_without_values_has_no_numbers(capsys, tmp_path):
+    path = tmp_path / "plain.toml"
+    path.write_text('[layers]\nsizes = [2, 3, 2]\nhidden = "tanh"\noutput = "identity"\nloss = "half_sse"\n')
+    status, tex, _ = run(capsys, "solve", path)
+    assert status == 0 and "With numbers" not in tex
+    status, _, err = run(capsys, "solve", EXAMPLE.with_name("mnist_layers.toml"), "--bind", "f=tanh")
+    assert status == 2 and "--bind" in err

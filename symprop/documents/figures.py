@@ -67,7 +67,8 @@ def network_figure(net, name: Callable, num, highlight=()) -> tuple[dict | None,
     wide = max(1, max(columns))
     tall = max(1, max(len(m) for m in columns.values()) - 1)
     dx0, dy0 = min(3.2, FIGURE_WIDTH / wide), min(2.0, FIGURE_HEIGHT / tall)
-    for grow_x, grow_y in _NETWORK_SPACINGS:
+    tries = [(raises, grow) for raises in (_RAISES, _RAISES_FAR) for grow in _NETWORK_SPACINGS]
+    for raises, (grow_x, grow_y) in tries:
         dx, dy = dx0 * grow_x, dy0 * grow_y
         where = {}
         for col, members in sorted(columns.items()):
@@ -75,7 +76,7 @@ def network_figure(net, name: Callable, num, highlight=()) -> tuple[dict | None,
                 where[ident[s]] = (dx * col, dy * ((len(members) - 1) / 2 - row))
         for n in nodes:
             n["x"], n["y"] = (f"{v:.2f}" for v in where[n["id"]])
-        if _place_network_labels(nodes, edges):
+        if _place_network_labels(nodes, edges, raises):
             break
     figure = {
         "nodes": nodes, "edges": edges, "numbers": num is not None,
@@ -97,12 +98,15 @@ _RADIUS, _GAP = 0.4, 0.05
 # a weight sits at one of these fractions of the way along its edge.
 _SHIFTS = (0.0, 0.3, -0.3, 0.55, -0.55, 0.8, -0.8)
 _RAISES = (0.0, 0.15, 0.3)
+# raised further only when no spacing finds room otherwise (a node under two fans of edges)
+_RAISES_FAR = _RAISES + (0.45, 0.6)
 _ALONG = tuple(round(0.15 + 0.025 * i, 3) for i in range(29))
 
 
-def _place_network_labels(nodes: list[dict], edges: list[dict]) -> bool:
-    """Chooses every label's place (``shift`` of a node's ``number`` and ``delta``, ``at`` of
-    an edge's weight), writing it into the dicts; True when nothing overlaps."""
+def _place_network_labels(nodes: list[dict], edges: list[dict], raises=_RAISES) -> bool:
+    """Chooses every label's place (``shift`` and ``raise``, one of ``raises``, of a node's
+    ``number`` and ``delta``, ``at`` of an edge's weight), writing it into the dicts; True
+    when nothing overlaps."""
     geometry = _NetworkGeometry(nodes, edges)
     # (dict, key, candidates [(cost, value, box)], what the label belongs to: the node's id
     # for a value or delta, the edge's index for a weight)
@@ -111,7 +115,7 @@ def _place_network_labels(nodes: list[dict], edges: list[dict]) -> bool:
         for key, side in (("number", 1), ("delta", -1)):
             if n[key] is not None:
                 cands = [(abs(s) + 1.5 * r, (f"{s:.2f}", f"{side * r:.2f}"), geometry.node_label_box(n, n[key], side, s, r))
-                         for s in _SHIFTS for r in _RAISES]
+                         for s in _SHIFTS for r in raises]
                 items.append((n, key, cands, n["id"]))
     fan_out, fan_in = {}, {}
     for e in edges:

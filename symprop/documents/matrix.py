@@ -27,9 +27,12 @@ SAMPLES = "M"  # samples in a batch (seed 004's M; symprop.matrix calls it N)
 STEP_NOTE = r"$\operatorname{step}(u) = 1$ for $u > 0$ and $0$ otherwise"
 
 
-def render_matrix_solution(d: MatrixDerivation, *, title=None, standalone=True) -> str:
-    """The matrix derivation as a LaTeX worked solution (``templates/matrix_solution.tex.j2``)."""
-    context = matrix_solution_context(d, title=title, standalone=standalone)
+def render_matrix_solution(d: MatrixDerivation, *, numbers=None, bound=None, title=None, standalone=True) -> str:
+    """The matrix derivation as a LaTeX worked solution (``templates/matrix_solution.tex.j2``);
+    with ``numbers``, a pair ``(derivation, values)`` of one sample as
+    :func:`symprop.matrix.from_layers` gives it (generic activations bound, as ``bound``
+    maps them), a section works that sample's forward pass, deltas and gradients in numbers."""
+    context = matrix_solution_context(d, numbers=numbers, bound=bound, title=title, standalone=standalone)
     return environment().get_template("matrix_solution.tex.j2").render(context)
 
 
@@ -45,8 +48,9 @@ def enumeration(items) -> str:
     return f"{items[0]}, \\dots, {items[-1]}"
 
 
-def matrix_solution_context(d: MatrixDerivation, *, title=None, standalone=True) -> dict:
-    """Printed LaTeX strings and finished sentences for the template."""
+def matrix_solution_context(d: MatrixDerivation, *, numbers=None, bound=None, title=None, standalone=True) -> dict:
+    """Printed LaTeX strings and finished sentences for the template (``numbers`` and
+    ``bound`` as :func:`render_matrix_solution` takes them)."""
     one = {**d.names, E: ONE_LOSS}
     # the batch form with seed 004's M samples (symprop.matrix's N) and its loss L
     samples = {N: sp.Symbol(SAMPLES, integer=True, positive=True)}
@@ -92,7 +96,15 @@ def matrix_solution_context(d: MatrixDerivation, *, title=None, standalone=True)
         "rules": [{"title": r.title, "sentence": r.sentence} for r in rules],
         "derivatives": _derivatives(d, one, printer),
         "defined": defined_functions([f.build(fn.U) for f in acts if f.kind == "defined"], printer),
+        "numbers": worked_numbers_context(*numbers) if numbers else None,
+        "bound": _bound_prose(d, bound),
     }
+
+
+def _bound_prose(d: MatrixDerivation, bound) -> list[dict]:
+    """Each generic activation with the activation it stands for in the numbers, for the prose."""
+    return [{"name": rf"${sp.latex(sp.Symbol(g))}$", "activation": _prose(r.name)} for g, r in (bound or {}).items()
+            if g in d.generics]
 
 
 def _description(d: MatrixDerivation) -> str:
@@ -291,8 +303,12 @@ def _formula(tex: str, ems: float | None = None) -> tuple[str, float]:
     return tex, ems
 
 
-def matrix_exam_context(d: MatrixDerivation, values, *, entries=(), bound=None, title=None, answers=False) -> dict:
-    """The data ``templates/matrix_exam.tex.j2`` receives: printed LaTeX and sentences."""
+def worked_numbers_context(d: MatrixDerivation, values, entries=()) -> dict:
+    r"""One sample's numbers, printed as chains of equations (``lhs = formula = numbers =
+    result``, broken between members): what is given, the forward pass, the deltas and the
+    gradients (or the entries named in ``entries``). The exam's solutions and the worked
+    solution's numbers section both show these (the ``chains`` macro of
+    ``templates/matrix_numbers.tex.j2``)."""
     w = d.worked_numbers(values)
     s, L = d.one, d.depth
     one = {**d.names, E: ONE_LOSS}
@@ -390,12 +406,32 @@ def matrix_exam_context(d: MatrixDerivation, values, *, entries=(), bound=None, 
                 _formula(rf"\delta^{{({l})}}_{{{j}}}"), _formula(number(value))]))
         asked.append({"name": name, "kind": kind, "layer": l, "row": j, "column": i, "value": number(value)})
 
+    return {
+        "given": given,
+        "given_layers": given_layers,
+        "forward": forward,
+        "loss_value": loss,
+        "deltas": deltas,
+        "gradients": gradients,
+        "asked": asked,
+        "recursion": recursion,
+    }
+
+
+def matrix_exam_context(d: MatrixDerivation, values, *, entries=(), bound=None, title=None, answers=False) -> dict:
+    """The data ``templates/matrix_exam.tex.j2`` receives: printed LaTeX and sentences."""
+    numbers = worked_numbers_context(d, values, entries)
+    s, L = d.one, d.depth
+    one = {**d.names, E: ONE_LOSS}
+    printer = LatexPrinter()
+    n = {q: latex(q, one) for q in (*s.delta,)}
+    acts = d.net.activations
     used = {st.rule for st in d.steps} | {b for st in d.steps for b in st.because}
     derivative_rules = _derivatives(d, one, printer)["rules"]
     generics = [{"name": rf"${sp.latex(sp.Symbol(g))}$", "activation": _prose(r.name)} for g, r in (bound or {}).items()
-                if r.name in d.net.names]
+                if r.name in d.net.names]  # d is bound: its network names the activations the generics stand for
     points = {"forward": L + 1, "deltas": L + 1, "gradients": 2 * L if not entries else len(entries) + 1}
-    lines = {"forward": 3 * L + 4, "deltas": 3 * L + 2 + 2 * len(recursion),
+    lines = {"forward": 3 * L + 4, "deltas": 3 * L + 2 + 2 * len(numbers["recursion"]),
              "gradients": (3 * L + 3) if not entries else 2 * len(entries) + 2}
     return {
         "title": title,
@@ -407,13 +443,7 @@ def matrix_exam_context(d: MatrixDerivation, values, *, entries=(), bound=None, 
         "one_loss": ONE_LOSS,
         "loss": latex(d.loss, one),
         "loss_ones": [latex(o.args[0]) for o in d.loss.atoms(Ones)],
-        "given": given,
-        "given_layers": given_layers,
-        "forward": forward,
-        "loss_value": loss,
-        "deltas": deltas,
-        "gradients": gradients,
-        "asked": asked,
+        "numbers": numbers,
         "depth": L,
         "last": n[s.delta[L - 1]],
         "recursion_deltas": ", ".join(f"${n[s.delta[l - 1]]}$" for l in range(L - 1, 0, -1)),
