@@ -22,6 +22,8 @@ from .functions import (
     minimum, mse, relu, sigmoid, sign, softmax, softmax_cross_entropy, softmax_cross_entropy_of, softplus, step,
 )
 from .graph import Network, NetworkError
+from .hvp import derive_hvp, hessian  # hvp() itself: from symprop.hvp import hvp (the module keeps its name)
+from .jacobian import VectorNetwork, jacobian
 from .layered import mlp
 from .numeric import check, flow, gradient
 from .numeric import step as descend
@@ -30,8 +32,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Network", "NetworkError", "mlp", "derive", "Derivation", "Step", "Partial", "Total",
-    "gradient", "check", "descend", "flow", "define_function",
+    "gradient", "check", "descend", "flow", "define_function", "VectorNetwork", "jacobian",
     "sigmoid", "relu", "leaky_relu", "softplus", "step", "sign", "identity", "maximum", "minimum",
     "softmax", "softmax_cross_entropy", "softmax_cross_entropy_of", "generic",
     "half_sse", "mse", "cross_entropy", "binary_cross_entropy",
+    "derive_hvp", "hessian",
 ]

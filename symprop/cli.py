@@ -14,7 +14,9 @@ symprop 0.1.0
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import os
 import sys
 import threading
@@ -24,7 +26,7 @@ from . import __version__, limits, numeric, report
 from .derive import METHODS, derive
 from .graph import NetworkError
 from .output import LatexError, compile_pdf, write_atomic
-from .spec import Family, Layers, Spec, SpecError, load, parse_expression
+from .spec import Family, Layers, Spec, SpecError, load, parameter_named, parse_expression, parse_toml, read_direction, read_text
 
 __all__ = ["main"]
 
@@ -36,7 +38,12 @@ class UsageError(Exception):
 def _load(path, *kinds):
     """The file at ``path``, which must be one of ``kinds`` (Spec, Layers, Family); a
     [layers] spec asked for as a Spec gives its scalar form."""
+    from .spec import VectorSpec
+
     loaded = load(path)
+    if isinstance(loaded, VectorSpec) and VectorSpec not in kinds:
+        raise SpecError(path, "[network] outputs", "this spec is a vector-valued function (outputs, no loss), and this "
+                                                   "verb needs a scalar loss; derive, grad and solve give its Jacobian")
     if isinstance(loaded, Layers) and Spec in kinds and Layers not in kinds:
         return loaded.scalar_spec()
     if isinstance(loaded, Family) and Family not in kinds:
@@ -75,7 +82,11 @@ def _add_derive(commands):
 
 
 def _run_derive(args, out):
-    loaded = _load(args.spec, Spec, Layers)
+    from .spec import VectorSpec
+
+    loaded = _load(args.spec, Spec, Layers, VectorSpec)
+    if isinstance(loaded, VectorSpec):  # outputs instead of a loss: the Jacobian
+        return _run_derive_jacobian(args, loaded, out)
     layers = loaded if isinstance(loaded, Layers) else None
     if (args.form or ("matrix" if layers else "scalar")) == "matrix":
         return _run_derive_matrix(args, layers, out)
@@ -145,24 +156,69 @@ def _add_solve(commands):
     p.add_argument("--method", choices=METHODS, help="default: top-down")
     p.add_argument("--fragment", action="store_true", help="no preamble: a fragment to \\input into your own document")
     p.add_argument("--bind", action="append", metavar="G=NAME", help="bind a generic function to an activation for the numbers, e.g. g=tanh (repeatable)")
+    p.add_argument("--checkpoints", metavar="K|sqrt", type=_checkpoints,
+                   help="for a [layers] spec: explain checkpointed backprop with a checkpoint every K layers instead")
+    p.add_argument("--hvp", action="store_true", help="the worked R-operator solution of Hv along the spec's [direction]")
+    p.add_argument("--update", action="store_true",
+                   help="add one gradient-descent step w <- w - lr dE/dw with numbers for the weights asked (needs --lr)")
+    p.add_argument("--lr", type=float, metavar="ETA", help="the learning rate of --update")
+    p.add_argument("--check", action="store_true",
+                   help="add seed 004's finite-difference check (forward and central) with its cost in forward passes")
+    p.add_argument("--epsilon", type=float, default=numeric.STEP, metavar="EPS",
+                   help=f"the step of --check: h = EPS·max(1, |w|) (default {numeric.STEP:g})")
     p.set_defaults(run=_run_solve)
+
+
+def _solve_extras(args, spec=None) -> dict:
+    """The keywords of --update/--lr and --check/--epsilon for render_solution, checked: a
+    learning rate that is a positive number, a step between 0 and 1, a network spec with
+    [values] (the sections are numbers); else one line, exit status 2."""
+    import math
+
+    if args.lr is not None and not args.update:
+        raise UsageError("--lr is the learning rate of --update; add --update")
+    if args.update and (args.lr is None or not (math.isfinite(args.lr) and args.lr > 0)):
+        raise UsageError("--update needs --lr ETA, a positive learning rate, e.g. --update --lr 0.1")
+    if args.epsilon != numeric.STEP and not args.check:
+        raise UsageError("--epsilon is the step of --check; add --check")
+    if args.check and not (math.isfinite(args.epsilon) and 0 < args.epsilon < 1):
+        raise UsageError(f"--epsilon {args.epsilon:g}: the finite-difference step must be between 0 and 1")
+    if not (args.update or args.check):
+        return {}
+    flag = "--update" if args.update else "--check"
+    if args.hvp or (spec is not None and not isinstance(spec, Spec)) or getattr(args, "checkpoints", None) is not None:
+        raise UsageError(f"{flag} works on a network spec with [nodes], in the worked solution of dE/dw")
+    if spec is not None and not spec.values:
+        raise UsageError(f"{args.spec}: {flag} needs numbers: give the inputs, targets and parameters in [values]")
+    return {"update": args.lr if args.update else None, "check": args.check, "epsilon": args.epsilon}
 
 
 def _run_solve(args, out):
     from .documents.solution import render_solution
 
+    _solve_extras(args)  # before any other work: --update, --check and their numbers
+    if args.hvp:
+        return _run_solve_hvp(args, out)
+
     if args.pdf and args.fragment:
         raise UsageError("--pdf needs a standalone document; leave out --fragment")
     _check_output(args)
-    spec = _load(args.spec, Spec, Layers)
+    from .spec import VectorSpec
+
+    spec = _load(args.spec, Spec, Layers, VectorSpec)
+    extras = _solve_extras(args, spec)
+    if isinstance(spec, VectorSpec):  # outputs instead of a loss: the Jacobian
+        return _run_solve_jacobian(args, spec, out)
+    if args.checkpoints is not None:
+        if not isinstance(spec, Layers):
+            raise UsageError(f"{args.spec}: --checkpoints needs a [layers] spec: it stores every K-th layer of a layered network")
+        return _run_solve_checkpoints(args, spec, out)
     if isinstance(spec, Layers):
-        if args.bind:
-            raise UsageError(f"--bind: the matrix-form solution of {args.spec} has no numbers to bind a function for")
         return _run_solve_matrix(args, spec, out)
     _bound_steps(args, spec, _wrt_list(spec, args.wrt))
     tex = render_solution(
         spec.network, _wrt_list(spec, args.wrt), method=args.method or "top-down", values=spec.values,
-        bind=_bindings(spec, args.bind), title=args.title, standalone=not args.fragment,
+        bind=_bindings(spec, args.bind), title=args.title, standalone=not args.fragment, **extras,
     )
     return _emit(args, tex, out)
 
@@ -174,7 +230,48 @@ def _run_solve_matrix(args, layers, out):
     if args.wrt or args.method not in (None, "top-down"):
         raise UsageError(f"{args.spec}: a [layers] spec has the matrix form, which derives every W^l and b^l "
                          "top-down at once; leave out --wrt and --method")
-    return _emit(args, render_matrix_solution(_derive_matrix(layers), title=args.title, standalone=not args.fragment), out)
+    layers = layers.with_bind(args.bind)
+    tex = render_matrix_solution(_derive_matrix(layers), numbers=_solution_numbers(args, layers), bound=layers.bind,
+                                 title=args.title, standalone=not args.fragment)
+    return _emit(args, tex, out)
+
+
+def _solution_numbers(args, layers):
+    """The numbers of the matrix solution: (derivation, values) of the spec's one sample with
+    every generic activation bound, or None when the matrices are too large to print (as in
+    an exam), an activation is unbound, or the spec has a batch or neither [values] nor a seed."""
+    from .documents.matrix import MAX_EXAM_DEPTH, MAX_EXAM_WIDTH
+    from .matrix import from_layers
+
+    numbers = None
+    given = layers.values or "seed" in layers.raw.get("layers", {})  # not the default seed's draw
+    small = max(layers.sizes) <= MAX_EXAM_WIDTH and len(layers.sizes) - 1 <= MAX_EXAM_DEPTH
+    if given and small and not layers.unbound:
+        with contextlib.suppress(ValueError):  # no numbers to show: the derivation stands alone
+            d, values = from_layers(layers.bound())
+            numbers = (d, values) if values.x.shape[1] == 1 else None
+    if numbers is None and args.bind:
+        raise UsageError(f"--bind: the matrix-form solution of {args.spec} has no numbers to bind a function for "
+                         f"(they need [values] of one sample, at most {MAX_EXAM_DEPTH} layers of {MAX_EXAM_WIDTH} units)")
+    return numbers
+
+
+def _run_solve_checkpoints(args, layers, out):
+    """``solve SPEC --checkpoints K``: what checkpointed backprop stores and recomputes for this
+    [layers] spec, with the memory and time it trades, at the spec's numbers."""
+    from .checkpoint import checkpointed_gradient
+    from .documents.checkpoint import render_checkpoint_solution
+    from .matrix import from_layers
+
+    if args.wrt or args.method not in (None, "top-down"):
+        raise UsageError(f"{args.spec}: --checkpoints explains the whole backward pass; leave out --wrt and --method")
+    layers = layers.with_bind(args.bind).bound()
+    try:
+        d, values = from_layers(layers)
+    except ValueError as err:
+        raise UsageError(f"{args.spec}: [values]: {err}") from None
+    result = checkpointed_gradient(d, values, args.checkpoints)
+    return _emit(args, render_checkpoint_solution(d, result, title=args.title, standalone=not args.fragment), out)
 
 
 def _add_exam(commands):
@@ -440,11 +537,20 @@ def _add_grad(commands):
                    help="also stage every node into elementary gates and report each gate's value, local gradients and delta")
     p.add_argument("--wrt", action="append", metavar="NAME",
                    help="list only dE/dNAME under gradient: a parameter, input or node (its delta; repeatable)")
+    p.add_argument("--checkpoints", metavar="K|sqrt", type=_checkpoints,
+                   help="for a [layers] spec: keep only every K-th layer's forward values and recompute the rest "
+                        "in the backward pass (sqrt: K = ceil(sqrt(L)), Chen et al. 2016)")
     p.set_defaults(run=_run_grad)
 
 
 def _run_grad(args, out):
-    layers = _load(args.spec, Spec, Layers)
+    from .spec import VectorSpec
+
+    layers = _load(args.spec, Spec, Layers, VectorSpec)
+    if isinstance(layers, VectorSpec):  # outputs instead of a loss: the Jacobian at the values
+        return _run_grad_jacobian(args, layers, out)
+    if getattr(args, "checkpoints", None) is not None and not isinstance(layers, Layers):
+        raise UsageError(f"{args.spec}: --checkpoints needs a [layers] spec: it stores every K-th layer of a layered network")
     if isinstance(layers, Layers) and args.wrt:
         raise UsageError("--wrt applies to the scalar form: the matrix form gives every W^l and b^l at once")
     if isinstance(layers, Layers):  # a layered network: the matrix form, NumPy matrix products
@@ -489,7 +595,62 @@ def _run_grad_matrix(args, layers, out):
         d, values = from_layers(layers)
     except ValueError as err:
         raise UsageError(f"{args.spec}: [values]: {err}") from None
+    if args.checkpoints is not None:  # the same gradient, storing every K-th layer only
+        from .checkpoint import checkpointed_gradient
+
+        return _emit_report(out, args.format, checkpointed_gradient(d, values, args.checkpoints))
     _emit_report(out, args.format, d.gradient(values))
+
+
+def _checkpoints(text):
+    """An argparse type: ``--checkpoints K`` (a positive integer) or ``sqrt``."""
+    if text == "sqrt":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a positive integer K nor 'sqrt'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer (a checkpoint every K layers)")
+    return value
+
+
+# -- hvp of a [layers] spec (the `hvp` verb calls this for a [layers] spec) ----------------
+
+def _run_hvp_matrix(args, layers, out):
+    """``symprop hvp SPEC`` on a [layers] spec: H v by the R-operator in matrix form, at the
+    spec's numbers (options checked by :func:`_run_hvp`)."""
+    from .matrix import from_layers, parameter_entry
+    from .matrix_hvp import derive_hvp, direction_from_names, random_direction
+
+    if args.values:
+        layers = layers.with_values_file(args.values)
+    layers = layers.with_bind(args.bind).bound()
+    try:
+        d, values = from_layers(layers)
+    except ValueError as err:
+        raise UsageError(f"{args.spec}: [values]: {err}") from None
+
+    def parameter(name):  # w_l_j_i or b_l_j of these sizes
+        try:
+            parameter_entry(name, layers.sizes)
+        except NetworkError as err:
+            raise ValueError(str(err)) from None
+        return name
+
+    if args.v == "random":
+        direction = random_direction(d.sizes, seed=args.seed)
+    else:
+        try:
+            direction = direction_from_names(d.sizes, _direction(args, layers.raw.get("direction"), parameter))
+        except NetworkError as err:
+            raise UsageError(f"{args.spec}: direction: {err}") from None
+    result = derive_hvp(d).hvp(values, direction)
+    if args.format == "latex":
+        from .documents.matrix_hvp import render_matrix_hvp
+
+        return _emit(args, render_matrix_hvp(result, title=args.title), out)
+    return _emit(args, report.text(result) + "\n" if args.format == "text" else _json(report.json(result)), out)
 
 
 def _add_check(commands):
@@ -596,12 +757,79 @@ def _add_flow(commands):
     p = commands.add_parser("flow", help="gradient-flow diagnostics: |delta| by depth, saturated and dead units, "
                             "the cause of a zero gradient, an exploding/vanishing verdict")
     _add_numeric_options(p)
+    p.add_argument("--plot", metavar="FILE.pdf", help="also write a PDF: each activation the units use and its "
+                   "derivative, every unit marked at its input (pdflatex)")
     p.set_defaults(run=_run_flow)
 
 
 def _run_flow(args, out):
+    if args.plot is not None:
+        _check_plot(args)  # before any work: a bad path is one line, nothing computed
     spec, values, bind = _numeric_setup(args)
-    _emit_report(out, args.format, numeric.flow(spec.network, values, bind=bind))
+    result = numeric.flow(spec.network, values, bind=bind)
+    tex = None
+    if args.plot is not None:  # rendered before anything is printed: a network without units prints nothing
+        from .documents.plots import render_plot_document
+
+        try:
+            tex = render_plot_document(spec.network, values, bind)
+        except NetworkError:
+            raise
+        except ValueError as err:  # no unit to plot
+            raise UsageError(f"--plot {args.plot}: {args.spec}: {err}") from None
+    _emit_report(out, args.format, result)
+    return 0 if tex is None else _write_plot(args, tex)
+
+
+def _check_plot(args):
+    """--plot FILE.pdf: a .pdf name, not an input, a regular file in a writable directory."""
+    from .output import OutputError, writable_target
+
+    if what := _input_file(args, args.plot):
+        raise UsageError(f"--plot {args.plot}: this is {what}; choose another file")
+    if not args.plot.lower().endswith(".pdf"):
+        raise UsageError(f"--plot {args.plot}: the plot is a PDF; name the file FILE.pdf")
+    try:
+        writable_target(args.plot)
+    except OutputError as err:  # names the path already
+        raise UsageError(str(err)) from None
+
+
+def _write_plot(args, tex):
+    """Compile ``tex`` in a temporary folder and put only the PDF in place (atomically); on
+    a LaTeX failure the log goes next to the PDF's place and the error names it."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from .output import OutputError
+
+    _check_plot(args)  # again, just before writing
+    target = Path(args.plot)
+    work = Path(tempfile.mkdtemp(prefix="symprop-plot-"))
+    try:
+        source = work / target.with_suffix(".tex").name
+        write_atomic(source, tex)
+        try:
+            pdf = compile_pdf(source, keep_log=False)
+        except LatexError as err:
+            log = target.with_suffix(".log")
+            try:
+                write_atomic(log, source.with_suffix(".log").read_bytes())
+                message = str(err).replace(str(source.with_suffix(".log")), str(log))
+            except OSError:
+                message = str(err)
+            print(f"symprop: --plot {args.plot}: {message.replace(str(source), 'the plot')}", file=sys.stderr)
+            return 1
+        write_atomic(target, pdf.read_bytes())
+    except OutputError as err:
+        raise UsageError(str(err)) from None
+    except OSError as err:
+        raise UsageError(f"cannot write {args.plot}: {err.strerror or err}") from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"symprop: wrote {args.plot}", file=sys.stderr)
+    return 0
 
 
 # -- circuit: one expression staged into elementary gates -------------------------------
@@ -708,9 +936,232 @@ def _run_grade(args, out):
     return 0 if result.correct else 1
 
 
+# -- Jacobians: a vector-valued spec (outputs instead of a loss) -----------------------
+
+def _jacobian(args, spec):
+    """The Jacobian of a vector-valued spec with respect to ``--wrt`` (inputs, parameters or
+    inner nodes; default: the inputs, or the parameters when it has none)."""
+    from .jacobian import jacobian
+
+    names = args.wrt or None
+    for name in names or ():
+        if name not in spec.symbols:
+            raise UsageError(f"{spec.file}: --wrt {name}: no such input, parameter or node")
+        if spec.symbols[name] in spec.function.targets:
+            raise UsageError(f"{spec.file}: --wrt {name}: {name} is a target; differentiate with respect to "
+                             "an input, a parameter or an inner node")
+    try:
+        return jacobian(spec.function, names, method=getattr(args, "method", None) or "top-down",
+                        max_paths=getattr(args, "max_paths", None))
+    except NetworkError as err:
+        key = f"--wrt {err.symbol}" if names and err.symbol is not None else "[network]"
+        raise UsageError(f"{spec.file}: {key}: {err}") from None
+
+
+def _bound_jacobian_steps(args, J):
+    """Refuse a Jacobian whose entries' derivations would print more than ``limits.MAX_STEPS``
+    steps in all (many outputs times many variables), as _bound_steps does for a loss."""
+    from .derive import step_estimate
+
+    total = 0
+    for o in J.outputs:
+        total += step_estimate(J.network.networks[o], J.wrt, limits.MAX_STEPS)
+        if total > limits.MAX_STEPS:
+            raise UsageError(f"{args.spec}: the {J.shape[0]:,}×{J.shape[1]:,} entries of the Jacobian would print "
+                             f"more steps than allowed ({limits.says('MAX_STEPS')}); name the variables with --wrt")
+
+
+def _run_derive_jacobian(args, spec, out):
+    if args.form is not None:
+        raise UsageError(f"{args.spec}: --form applies to a [layers] spec; this one is a vector-valued function")
+    J = _jacobian(args, spec)
+    _bound_jacobian_steps(args, J)
+    if args.format == "text":
+        out.write(report.text(J) + "\n")
+    else:
+        out.write(_json(report.json(J), ensure_ascii=False))
+
+
+def _run_grad_jacobian(args, spec, out):
+    from .jacobian import jacobian_at
+    from .spec import read_values_file
+
+    if args.gates:
+        raise UsageError(f"{args.spec}: --gates stages a scalar loss; this spec is a vector-valued function")
+    values = dict(spec.values)
+    if args.values:
+        def value_of(name, key, batch):
+            if name not in spec.symbols:
+                raise SpecError(args.values, key, f"unknown symbol {name!r} (not in {spec.file})")
+            if spec.symbols[name] in spec.function.nodes:
+                raise SpecError(args.values, key, f"{name} is a node; values are for inputs, targets and parameters")
+            return spec.symbols[name]
+
+        values.update(read_values_file(args.values, value_of))
+    J = _jacobian(args, spec)
+    _emit_report(out, args.format, jacobian_at(J, values, bind=_bindings(spec, args.bind)))
+
+
+def _run_solve_jacobian(args, spec, out):
+    from .documents.jacobian import render_jacobian_solution
+
+    if getattr(args, "checkpoints", None) is not None:
+        raise UsageError(f"{args.spec}: --checkpoints needs a [layers] spec; this one is a vector-valued function")
+    J = _jacobian(args, spec)
+    _bound_jacobian_steps(args, J)
+    tex = render_jacobian_solution(J, values=spec.values, bind=_bindings(spec, args.bind), title=args.title,
+                                   standalone=not args.fragment)
+    return _emit(args, tex, out)
+
+
 # -- entry point ------------------------------------------------------------------------
 
-VERBS = [_add_derive, _add_solve, _add_exam, _add_grade, _add_grad, _add_check, _add_step, _add_flow, _add_circuit]
+# -- hvp and hessian: second order, by the R-operator ------------------------------------
+
+def _add_hvp(commands):
+    p = commands.add_parser("hvp", help="the Hessian-vector product Hv along a direction v, derived by the R-operator")
+    p.add_argument("spec", help="the TOML spec file")
+    p.add_argument("--values", metavar="FILE", help="a TOML file whose [values] (or top-level keys) override the spec's")
+    p.add_argument("--bind", action="append", metavar="G=NAME", help="bind a generic function to an activation, e.g. g=tanh (repeatable)")
+    p.add_argument("--format", choices=("text", "json", "latex"), default="text",
+                   help="latex: a worked solution of the R-forward and R-backward passes")
+    p.add_argument("--v", metavar="FILE|NAME=VALUE,...|random",
+                   help="the direction: a TOML file ([direction] table or top-level keys), name=value pairs, or random "
+                        "(with --seed); default: the spec's [direction] table; parameters left out are 0")
+    p.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0, help="the seed of --v random (default 0)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here (atomically); default: standard output")
+    p.add_argument("--pdf", action="store_true", help="with --format latex and -o: also compile the PDF")
+    p.add_argument("--title", help="the LaTeX document's title (printed literally)")
+    p.set_defaults(run=_run_hvp)
+
+
+def _run_hvp(args, out):
+    from .hvp import hvp
+
+    if args.pdf and (args.format != "latex" or args.output is None):
+        raise UsageError("--pdf needs --format latex and -o FILE.tex")
+    if args.title is not None and args.format != "latex":
+        raise UsageError("--title goes with --format latex")
+    _check_output(args)
+    loaded = _load(args.spec, Spec, Layers)
+    if isinstance(loaded, Layers):
+        return _run_hvp_matrix(args, loaded, out)
+    spec, values, bind = _numeric_setup(args)
+    result = hvp(spec.network, values, _scalar_direction(args, spec), bind=bind)
+    if args.format == "latex":
+        return _emit(args, _hvp_document(result, args.title), out)
+    return _emit(args, report.text(result) + "\n" if args.format == "text" else _json(report.json(result)), out)
+
+
+def _hvp_document(result, title=None, standalone=True):
+    from .documents.hvp import render_hvp_solution
+
+    return render_hvp_solution(result, title=title, standalone=standalone)
+
+
+def _run_solve_hvp(args, out):
+    """``solve SPEC --hvp``: the worked R-operator solution (the spec's [direction] as v)."""
+    from .hvp import hvp
+
+    if args.wrt or args.method not in (None, "top-down"):
+        raise UsageError(f"{args.spec}: --hvp works the whole R-operator pass; leave out --wrt and --method")
+    if args.pdf and args.fragment:
+        raise UsageError("--pdf needs a standalone document; leave out --fragment")
+    _check_output(args)
+    loaded = _load(args.spec, Spec, Layers)
+    if isinstance(loaded, Layers):
+        raise UsageError(f"{args.spec}: solve --hvp takes a spec with [nodes]; for a [layers] spec, "
+                         "`symprop hvp SPEC --format latex` writes the matrix form")
+    args.values, args.verb = None, "solve"
+    spec, values, bind = _numeric_setup(args)
+    args.v = None
+    result = hvp(spec.network, values, _scalar_direction(args, spec), bind=bind)
+    return _emit(args, _hvp_document(result, args.title, standalone=not args.fragment), out)
+
+
+def _scalar_direction(args, spec) -> dict:
+    """The direction v by parameter symbol: --v random (standard normal, --seed), --v as
+    :func:`_direction` reads it, or the spec's [direction] table."""
+    params = spec.network.params
+    if getattr(args, "v", None) == "random":
+        import numpy as np
+
+        rng = np.random.default_rng(args.seed)
+        return {p: float(x) for p, x in zip(params, rng.standard_normal(len(params)))}
+    if getattr(args, "v", None) is None:
+        if not spec.direction:
+            raise UsageError(f"{spec.file}: no direction v: give --v FILE, --v NAME=VALUE,..., --v random "
+                             "(with --seed N) or a [direction] table in the spec")
+        return dict(spec.direction)
+    return _direction(args, None, parameter_named(params))
+
+
+def _direction(args, table, parameter) -> dict:
+    """The direction v from ``--v NAME=VALUE,...``, ``--v FILE`` (its [direction] or [values]
+    table, or its top-level keys) or, without --v, the spec's [direction] ``table``; names go
+    through ``parameter`` (see :func:`symprop.spec.read_direction`), and parameters left out
+    are 0. Every problem is one line naming the file and key, or the pair."""
+    text = args.v
+    if text is None:
+        if table is None:
+            raise UsageError(f"{args.spec}: no direction v: give --v FILE, --v NAME=VALUE,..., --v random "
+                             "(with --seed N) or a [direction] table in the spec")
+        if not isinstance(table, dict):
+            raise SpecError(args.spec, "[direction]", "must be a table of parameter = number")
+        return read_direction(table, args.spec, parameter)
+    if "=" not in text:  # a file
+        if not os.path.isfile(text):
+            raise UsageError(f"--v {text}: no such file; give --v FILE, --v NAME=VALUE,... or --v random")
+        raw = parse_toml(read_text(text), text)
+        key = next((k for k in ("direction", "values") if k in raw), None)
+        if key is not None and (len(raw) > 1 or not isinstance(raw[key], dict)):
+            raise SpecError(text, f"[{key}]", f"give the direction either in a [{key}] table or as top-level "
+                                              "keys, not both")
+        return read_direction(raw[key] if key else raw, text, parameter, f"[{key}] " if key else "")
+    direction = {}
+    for item in text.split(","):
+        name, sep, number = (part.strip() for part in item.partition("="))
+        if not (sep and name and number):
+            raise UsageError(f"--v {item.strip()!r}: write NAME=VALUE pairs separated by commas, e.g. w_1=1,b_1=0.5")
+        try:
+            key = parameter(name)
+        except ValueError as err:
+            raise UsageError(f"--v {item.strip()}: {err}") from None
+        try:
+            value = float(number)
+        except ValueError:
+            raise UsageError(f"--v {item.strip()}: not a number") from None
+        if not math.isfinite(value):
+            raise UsageError(f"--v {item.strip()}: not a finite number")
+        if key in direction:
+            raise UsageError(f"--v {name}: given twice")
+        direction[key] = value
+    return direction
+
+
+def _add_hessian(commands):
+    p = commands.add_parser("hessian", help="the full Hessian of a small network (symbolic and numeric), its "
+                            "eigenvalues and the Gauss-Newton matrix")
+    _add_numeric_options(p)
+    p.set_defaults(run=_run_hessian)
+
+
+def _run_hessian(args, out):
+    from .hvp import hessian
+
+    if isinstance(_load(args.spec, Spec, Layers), Layers):
+        raise UsageError(f"{args.spec}: hessian takes a spec with [nodes] (a small network); for a [layers] spec, "
+                         "`symprop hvp` gives Hv")
+    spec, values, bind = _numeric_setup(args)
+    P = len(spec.network.params)
+    if P > limits.MAX_HESSIAN_PARAMS:
+        raise UsageError(f"{args.spec}: the Hessian of {P:,} parameters has {P * P:,} entries, more than a small "
+                         f"network's ({limits.says('MAX_HESSIAN_PARAMS')}); `symprop hvp` gives Hv for any size")
+    _emit_report(out, args.format, hessian(spec.network, values, bind=bind))
+
+
+VERBS = [_add_derive, _add_solve, _add_exam, _add_grade, _add_grad, _add_check, _add_step, _add_flow, _add_circuit,
+         _add_hvp, _add_hessian]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -226,8 +226,11 @@ def _text_Descent(result) -> str:
     if m == 1:
         sizes = f"𝓛: the loss {net.loss}"
     else:
-        sizes = f"M = {m}" + ("" if result.batch_size is None else f", B = {result.batch_size}, samples shuffled "
-                              "each pass") + f"; 𝓛(m): the loss {net.loss} of sample m"
+        b = result.batch_size
+        sizes = f"M = {m}" + ("" if b is None else f", B = {b}, samples shuffled each pass")
+        if b is not None and m % b:  # the formula's η/B: a pass's last minibatch is smaller
+            sizes += f", the last minibatch of a pass has {m % b} sample{'s' * (m % b != 1)}"
+        sizes += f"; 𝓛(m): the loss {net.loss} of sample m"
     lines = [f"{n} step{'s' * (n != 1)} of {result.rule}, learning rate η = {result.lr:g}",
              f"update: {result.formula}  ({sizes})",
              f"loss {net.loss}: {_num(result.loss_before)} -> {_num(result.loss_after)}", ""]
@@ -340,11 +343,15 @@ def _text_MatrixDerivation(result) -> str:
     return "\n".join(lines)
 
 
+def _json_matrix_steps(items) -> list:
+    """Matrix steps as data: each with its rule, equation, reasons and shapes."""
+    return [{"rule": s.rule, "equation": f"{matrix_text(s.lhs)} = {matrix_text(s.rhs)}", "because": list(s.because),
+             "shapes": {matrix_text(q): [matrix_text(r), matrix_text(c)] for q, (r, c) in s.shapes}} for s in items]
+
+
 def _json_MatrixDerivation(result) -> dict:
     """The derivation as data: every step with its rule, equation and shapes."""
-    def steps(items):
-        return [{"rule": s.rule, "equation": f"{matrix_text(s.lhs)} = {matrix_text(s.rhs)}", "because": list(s.because),
-                 "shapes": {matrix_text(q): [matrix_text(r), matrix_text(c)] for q, (r, c) in s.shapes}} for s in items]
+    steps = _json_matrix_steps
 
     return {
         "form": "matrix",
@@ -388,6 +395,84 @@ def _text_MatrixGradient(result) -> str:
             lines += ["    " + "  ".join(f"{_plain(x):>11.6g}" for x in row) for row in g]
     return "\n".join(lines)
 
+
+
+# -- the matrix form's Hessian-vector product and checkpointed gradient (matrix_hvp, checkpoint)
+
+def _matrices(named: dict):
+    """Nested lists of every matrix, or None past ``MAX_LISTED`` entries in all."""
+    if sum(g.size for g in named.values()) > MAX_LISTED:
+        return None
+    return {k: [[_plain(x) for x in row] for row in g] for k, g in named.items()}
+
+
+def _json_MatrixHvp(result) -> dict:
+    """``{"form", "loss", "batch", "gradient", "hvp", "steps"}``: the gradient and H v by
+    parameter (nested lists; null with a ``"note"`` past ``MAX_LISTED`` entries), and the
+    one-sample R steps (forward, then backward)."""
+    gradient, hvp = result.gradient.named(), result.named()
+    record = {
+        "form": "matrix",
+        "loss": _plain(result.loss),
+        "batch": result.batch,
+        "gradient": _matrices(gradient),
+        "hvp": _matrices(hvp),
+        "hvp_summary": {k: {"shape": list(g.shape), "norm": _plain(np.linalg.norm(g)), "max_abs": _plain(np.abs(g).max())}
+                        for k, g in hvp.items()},
+        "steps": _json_matrix_steps(result.derivation.forward + result.derivation.steps),
+    }
+    if record["hvp"] is None:
+        record["note"] = f"more than {MAX_LISTED:,} entries: the gradient and H v are not listed, only H v's summary"
+    return record
+
+
+def _text_MatrixHvp(result) -> str:
+    h = result.derivation
+    lines = [f"Hessian-vector product (R-operator), matrix form: {h.d.description}", "",
+             "R forward (one sample; R{x} = 0, R{W^l} and R{b^l} are the direction v):"]
+    lines += [_format_step(s) for s in h.forward]
+    lines += ["", "R backward (one sample):"]
+    lines += [_format_step(s) for s in h.steps]
+    lines += ["", f"loss E = {_plain(result.loss):.10g}  (batch of {result.batch})", ""]
+    named = result.named()
+    width = max(len(k) for k in named) + 13
+    for k, g in named.items():
+        lines.append(f"(H v) for {k}".ljust(width) + f"{g.shape[0]}×{g.shape[1]}  "
+                     f"norm {_plain(np.linalg.norm(g)):.6g}  max |entry| {_plain(np.abs(g).max()):.6g}")
+        if g.size <= MAX_SHOWN:
+            lines += ["    " + "  ".join(f"{_plain(x):>11.6g}" for x in row) for row in g]
+    return "\n".join(lines)
+
+
+def _checkpoint_record(result) -> dict:
+    plan = result.plan
+    return {"every": plan.every, "layers": plan.depth, "checkpoints": list(plan.checkpoints),
+            "plain_stored_values": result.plain_stored_values,
+            "extra_layer_evaluations": result.extra_layer_evaluations}
+
+
+def _json_CheckpointedGradient(result) -> dict:
+    """``grad --checkpoints K``: grad's matrix JSON plus ``"stored_values"`` (forward numbers
+    held at once at the fullest), ``"recomputed_layers"`` and ``"checkpointing"``."""
+    record = _json_MatrixGradient(result.gradient)
+    record["stored_values"] = result.stored_values
+    record["recomputed_layers"] = list(result.recomputed_layers)
+    record["checkpointing"] = _checkpoint_record(result)
+    return record
+
+
+def _text_CheckpointedGradient(result) -> str:
+    plan = result.plan
+    saved = 1 - result.stored_values / result.plain_stored_values
+    recomputed = ", ".join(map(str, result.recomputed_layers)) or "none"
+    return "\n".join([
+        _text_MatrixGradient(result.gradient), "",
+        f"checkpointed backprop: a checkpoint every {plan.every} layers of {plan.depth} "
+        f"(layers {', '.join(map(str, plan.checkpoints)) or 'none'})",
+        f"  stored forward values: {result.stored_values:,} (plain backprop: {result.plain_stored_values:,}; "
+        f"{saved:.0%} fewer)",
+        f"  recomputed layers: {recomputed} ({result.extra_layer_evaluations} extra layer evaluations)",
+    ])
 
 
 def _format_step(s: MatrixStep, rule=True) -> str:
@@ -529,3 +614,239 @@ def _json_GradeResult(result) -> dict:
 
 def _text_GradeResult(result) -> str:
     return result.message()
+
+
+# -- Jacobians of vector-valued functions (seed 000) -----------------------------------------
+# A Jacobian's entries are derivations of one output each: their records are _json_Derivation's,
+# with the output they differentiate ("of") and "output directly" where a scalar loss says
+# "loss directly".
+
+def _vector_text(layer) -> str:
+    """A layer's name as the terminal writes it: f, or s^(1) for a made-up one."""
+    return layer.name if layer.stem else f"{layer.name[0]}^({layer.name[1:]})"
+
+
+def _jacobian_text_name(J) -> str:
+    if J.layers is None:
+        return f"d({', '.join(map(str, J.outputs))})/d({', '.join(map(str, J.wrt))})"
+    return f"d{_vector_text(J.layers[-1])}/d{_vector_text(J.layers[0])}"
+
+
+def _matrix_text(rows) -> list[str]:
+    """A matrix of printed entries as bracketed lines with aligned columns."""
+    widths = [max(len(row[j]) for row in rows) for j in range(len(rows[0]))]
+    return ["[ " + "  ".join(e.ljust(w) for e, w in zip(row, widths)) + " ]" for row in rows]
+
+
+def _equation_text(lhs: str, parts, why: str | None = None) -> list[str]:
+    """``lhs = part = part``, each part a list of lines, continuation lines aligned under the
+    first; ``why`` (the rule) after the first line of each part when given per part."""
+    lines, pad = [], " " * len(lhs)
+    for i, (part, reason) in enumerate(parts):
+        for k, line in enumerate(part):
+            head = (lhs if i == 0 and k == 0 else pad) + (" = " if k == 0 else "   ")
+            tail = f"    [{reason}]" if reason and k == 0 else ""
+            lines.append("  " + head + line + tail)
+    return lines
+
+
+def _entry_record(d, of) -> dict:
+    record = {"of": str(of), **_json_Derivation(d)}
+    record["steps"] = [{**s, "rule": "output directly" if s["rule"] == "loss directly" else s["rule"]}
+                       for s in record["steps"]]
+    return record
+
+
+def _text_Jacobian(J) -> str:
+    from .derive import Total
+    from .printing import rule_text as rule_text_of
+    from .printing import text_chain as text_chain_of
+
+    m, n = J.shape
+    name = _jacobian_text_name(J)
+    lines = [f"{name}  (the Jacobian of ({', '.join(map(str, J.outputs))}) with respect to "
+             f"({', '.join(map(str, J.wrt))}): {m}×{n}, one row per output; {J.method})"]
+    if J.factors is not None:
+        chain = "·".join(f"∂{_vector_text(f.of)}/∂{_vector_text(f.wrt)}" for f in J.factors)
+        why = "chain rule: the product of the layers' Jacobians" if len(J.factors) > 1 else "one layer: its local partials"
+        lines.append(f"  {name} = {chain}    [{why}]")
+        for layer in J.layers:
+            carried = f"; {', '.join(map(str, layer.carried))} carried unchanged" if layer.carried else ""
+            lines.append(f"    {_vector_text(layer)} = ({', '.join(map(str, layer.entries))}){carried}")
+        for f in J.factors:
+            symbols = [[text_of(e) for e in row] for row in f.partials.tolist()]
+            local = [[text_of(e) if e.is_Number else text_chain_of(e) for e in row] for row in f.local.tolist()]
+            why = "local partials" + (": " + "; ".join(rule_text_of(r) for r in f.because) if f.because else "")
+            lines += _equation_text(f"∂{_vector_text(f.of)}/∂{_vector_text(f.wrt)}",
+                                    [(_matrix_text(symbols), None), (_matrix_text(local), why)])
+        lines.append("  entry (i, j): the sum over the paths from variable j to output i of the products of "
+                     "local partials")
+    for o, row in zip(J.outputs, J.entries):
+        for d in row:
+            lhs = text_of(Total(o, d.wrt))
+            paths = d.as_paths
+            if paths is None:
+                parts = [([text_chain_of(d.in_deltas)], "in deltas")]
+            else:
+                count = f"{d.path_count} path{'s' * (d.path_count != 1)}"
+                parts = [([text_chain_of(paths)], f"sum over paths: {count}")]
+                if d.in_local_partials is not None and d.path_count:
+                    parts.append(([text_chain_of(d.in_local_partials)], "local partials"))
+            full = d.substituted
+            if full is not None and d.path_count:
+                parts.append(([text_of(full)], "substitute the node definitions"))
+            lines += _equation_text(lhs, parts)
+    notes = list(J.notes)
+    for row in J.entries:
+        for d in row:
+            notes += [note for note in d.notes if note not in notes]
+    lines += [f"  note: {note}" for note in notes]
+    return "\n".join(lines)
+
+
+def _json_Jacobian(J) -> dict:
+    derivations = [_entry_record(d, o) for o, row in zip(J.outputs, J.entries) for d in row]
+    results = [r["result"] for r in derivations]  # printed once: a substituted form is costly to print
+    n = J.shape[1]
+    record = {
+        "of": [str(o) for o in J.outputs],
+        "wrt": [str(w) for w in J.wrt],
+        "method": J.method,
+        "shape": list(J.shape),
+        "chain": None,
+        "layers": None,
+        "factors": None,
+        "result": None if None in results else [results[i:i + n] for i in range(0, len(results), n)],
+    }
+    if J.factors is not None:
+        record["chain"] = f"{J.name} = " + "*".join(f.name for f in J.factors)
+        record["layers"] = [{"name": layer.name, "entries": [str(s) for s in layer.entries],
+                             "carried": [str(s) for s in layer.carried]} for layer in J.layers]
+        record["factors"] = [{
+            "name": f.name, "rows": [str(s) for s in f.of.entries], "columns": [str(s) for s in f.wrt.entries],
+            "partials": [[spec_string(e) for e in row] for row in f.partials.tolist()],
+            "local": [[spec_chain(e) for e in row] for row in f.local.tolist()],
+        } for f in J.factors]
+    notes = list(J.notes)
+    for row in J.entries:
+        for d in row:
+            notes += [note for note in d.notes if note not in notes]
+    if notes:
+        record["note"] = "; ".join(notes)
+    return {"jacobian": record, "derivations": derivations}
+
+
+def _text_JacobianValues(v) -> str:
+    J = v.jacobian
+    point = ", ".join(f"{s} = {_num(x)}" for s, x in v.point.items())
+    lines = [f"{_jacobian_text_name(J)} at {point}  ({J.shape[0]}×{J.shape[1]}: row i is the gradient of output i)"]
+    lines += ["", _table(["node", "value"], [[str(k), _num(x)] for k, x in v.values.items()])]
+    header = [""] + [f"d/d{w}" for w in J.wrt]
+    rows = [[str(o)] + [_num(x) for x in row] for o, row in zip(J.outputs, v.matrix.tolist())]
+    lines += ["", _table(header, rows)]
+    if v.factors is not None:
+        chain = " · ".join(f"∂{_vector_text(f.of)}/∂{_vector_text(f.wrt)}" for f in J.factors)
+        lines += ["", f"the factors, whose product is the Jacobian: {_jacobian_text_name(J)} = {chain}"]
+        for f, numbers in zip(J.factors, v.factors):
+            rows = [[str(a)] + [_num(x) for x in row] for a, row in zip(f.of.entries, numbers.tolist())]
+            lines += ["", f"∂{_vector_text(f.of)}/∂{_vector_text(f.wrt)}",
+                      _table([""] + [f"∂/∂{b}" for b in f.wrt.entries], rows)]
+    else:
+        lines += ["", *[f"note: {note}" for note in J.notes]]
+    return "\n".join(lines)
+
+
+def _json_JacobianValues(v) -> dict:
+    J = v.jacobian
+    return {
+        "of": [str(o) for o in J.outputs],
+        "wrt": [str(w) for w in J.wrt],
+        "values": {str(k): _plain(x) for k, x in v.values.items()},
+        "jacobian": [[_plain(x) for x in row] for row in v.matrix.tolist()],
+        "factors": None if v.factors is None else [
+            {"name": f.name, "rows": [str(s) for s in f.of.entries], "columns": [str(s) for s in f.wrt.entries],
+             "matrix": [[_plain(x) for x in row] for row in numbers.tolist()]}
+            for f, numbers in zip(J.factors, v.factors)
+        ],
+    }
+
+
+# -- second order: Hessian-vector products and the Hessian (symprop.hvp) --------------------
+
+def _step_value(result, symbol):
+    """A step's number: one for a single sample, one per sample for a batch."""
+    values = result.numbers.get(symbol)
+    if values is None:
+        return None
+    return [_plain(x) for x in values] if result.batched else _plain(values[0])
+
+
+def _json_HvpResult(result) -> dict:
+    """``{"loss", "gradient", "direction", "hvp", "steps"}``; each step ``{"rule", "equation",
+    "value"}`` (per sample for a batch; ``"hvp"`` is reduced as ``"gradient"`` is)."""
+    return {
+        "loss": _plain(result.loss),
+        "gradient": {str(s): _plain(v) for s, v in result.gradient.items()},
+        "direction": {str(s): _plain(v) for s, v in result.direction.items()},
+        "hvp": {str(s): _plain(v) for s, v in result.hvp.items()},
+        "steps": [{"rule": s.rule, "equation": f"{spec_string(s.lhs)} = {spec_chain(s.rhs)}",
+                   "value": _step_value(result, s.lhs)} for s in result.derivation.steps],
+    }
+
+
+def _text_HvpResult(result) -> str:
+    net = result.network
+    m = len(next(iter(result.numbers.values()))) if result.numbers else 1
+    lines = [f"Hv by the R-operator  (loss {net.loss} = {_num(result.loss)}"
+             + (f", {net.reduction} over {m} samples; step values of sample 1)" if result.batched else ")")]
+    for s in result.derivation.steps:
+        value = result.numbers.get(s.lhs)
+        shown = "" if value is None or s.rhs.is_Number else f" = {_num(value[0])}"
+        lines.append(f"  {text_of(s.lhs)} = {_chain_text(s.rhs)}{shown}    [{s.rule}]")
+    rows = [[str(p), _num(result.gradient[p]), _num(result.direction[p]), _num(result.hvp[p])] for p in net.params]
+    lines += ["", _table(["param", f"d{net.loss}/dparam", "v", "(Hv)"], rows)]
+    return "\n".join(lines)
+
+
+def _chain_text(expr) -> str:
+    from .printing import text_chain
+
+    return text_chain(expr)
+
+
+def _json_Hessian(result) -> dict:
+    """``{"loss", "params", "hessian", "entries", "eigenvalues", "outputs", "gauss_newton",
+    "gauss_newton_eigenvalues", "note"?}``: ``"entries"`` are the symbolic H_ij (spec syntax)."""
+    record = {
+        "loss": _plain(result.loss),
+        "params": [str(p) for p in result.params],
+        "hessian": [[_plain(x) for x in row] for row in result.matrix],
+        "entries": [[spec_string(e) for e in row] for row in result.entries],
+        "eigenvalues": [_plain(x) for x in result.eigenvalues],
+        "outputs": [str(o) for o in result.outputs],
+        "gauss_newton": None if result.gauss_newton is None else [[_plain(x) for x in row] for row in result.gauss_newton],
+        "gauss_newton_eigenvalues": None if result.gauss_newton_eigenvalues is None
+        else [_plain(x) for x in result.gauss_newton_eigenvalues],
+    }
+    if result.note:
+        record["note"] = result.note
+    return record
+
+
+def _text_Hessian(result) -> str:
+    names = [str(p) for p in result.params]
+    net = result.network
+    lines = [f"Hessian of {net.loss} ({len(names)} parameters; loss {_num(result.loss)})", "", "entries:"]
+    for i, row in enumerate(result.entries):
+        for j, e in enumerate(row[i:], i):
+            lines.append(f"  H[{names[i]}, {names[j]}] = {text_of(e)}")
+    lines += ["", _table([""] + names, [[n] + [_num(x) for x in row] for n, row in zip(names, result.matrix)])]
+    lines += ["", "eigenvalues: " + ", ".join(_num(x) for x in result.eigenvalues)]
+    if result.gauss_newton is None:
+        lines += ["", result.note or "no Gauss-Newton matrix"]
+    else:
+        outs = ", ".join(str(o) for o in result.outputs)
+        lines += ["", f"Gauss-Newton J^T H_L J  (J = d({outs})/dparams, H_L = the Hessian of {net.loss} in {outs}):",
+                  _table([""] + names, [[n] + [_num(x) for x in row] for n, row in zip(names, result.gauss_newton)]),
+                  "", "its eigenvalues: " + ", ".join(_num(x) for x in result.gauss_newton_eigenvalues)]
+    return "\n".join(lines)

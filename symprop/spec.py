@@ -53,11 +53,13 @@ from . import limits
 from .derive import METHODS
 from .gates import stage
 from .graph import Network, NetworkError
+from .jacobian import VectorNetwork
 from .layered import mlp
 
 __all__ = [
-    "SpecError", "Spec", "Layers", "Family", "load", "from_text", "parse_expression", "load_spec", "spec_from_text",
-    "FUNCTIONS", "read_text", "parse_toml", "read_values", "read_values_file", "value_rule",
+    "SpecError", "Spec", "VectorSpec", "Layers", "Family", "load", "from_text", "parse_expression", "load_spec", "spec_from_text",
+    "FUNCTIONS", "read_text", "parse_toml", "read_values", "read_values_file", "value_rule", "read_direction",
+    "parameter_named",
 ]
 
 
@@ -390,6 +392,7 @@ class Spec:
     display: dict
     raw: dict
     layers: Layers | None = None  # the [layers] table, when the network is its scalar form
+    direction: dict = field(default_factory=dict)  # [direction]: hvp's v, parameter -> number
 
     @property
     def generics(self) -> list[str]:
@@ -397,18 +400,36 @@ class Spec:
         return [name for name, p in self.functions.items() if p.kind == "generic" and p.cls.order == 0]
 
 
-_TABLES = ("network", "nodes", "values", "display", "bind", "layers", "functions")
-_NETWORK_KEYS = ("inputs", "targets", "params", "functions", "loss", "reduction")
+@dataclass(frozen=True)
+class VectorSpec:
+    """A loaded vector-valued spec (``[network] outputs`` instead of ``loss``): the
+    :class:`~symprop.jacobian.VectorNetwork` in ``function`` and everything around it, as
+    in a :class:`Spec`. Only ``derive``, ``grad`` and ``solve`` take it (its Jacobian)."""
+
+    file: str
+    function: VectorNetwork
+    symbols: dict[str, sp.Symbol]
+    functions: dict[str, fn.Primitive]
+    values: dict[sp.Symbol, float | tuple[float, ...]]
+    bind: dict[str, fn.Primitive]
+    display: dict
+    raw: dict
+
+    generics = Spec.generics
+
+
+_TABLES = ("network", "nodes", "values", "display", "bind", "layers", "functions", "direction")
+_NETWORK_KEYS = ("inputs", "targets", "params", "functions", "loss", "reduction", "outputs")
 _ROLES = {"inputs": "input", "targets": "target", "params": "param"}
 
 
-def load(path) -> Spec | Layers | Family:
+def load(path) -> Spec | VectorSpec | Layers | Family:
     """Read the TOML file at ``path``: a network spec, a ``[layers]`` spec or a question
     family, whichever it holds; any problem is a one-line :class:`SpecError`."""
     return from_text(read_text(path), str(path))
 
 
-def from_text(text: str, file: str = "<string>") -> Spec | Layers | Family:
+def from_text(text: str, file: str = "<string>") -> Spec | VectorSpec | Layers | Family:
     """:func:`load` for TOML text; ``file`` names it in error messages."""
     raw = parse_toml(text, file)
     if "family" in raw:
@@ -454,7 +475,11 @@ def spec_from_text(text: str, file: str = "<string>") -> Spec:
         raise SpecError(file, "[family]", "this file is a question family: `symprop exam FILE --variants N` writes its variants")
     if "layers" in raw:
         return _read_layers(raw, file).scalar_spec()
-    return _network_spec(raw, file)
+    spec = _network_spec(raw, file)
+    if isinstance(spec, VectorSpec):
+        raise SpecError(file, "[network] outputs", "this spec is a vector-valued function; a scalar loss is needed "
+                                                    "here (symprop.spec.load reads it, symprop.jacobian derives it)")
+    return spec
 
 
 def _network_spec(raw: dict, file: str) -> Spec:
@@ -473,17 +498,22 @@ def _network_spec(raw: dict, file: str) -> Spec:
     for key in net:
         if key not in _NETWORK_KEYS:
             fail(f"[network] {key}", "unknown key; known: " + ", ".join(_NETWORK_KEYS))
-    for key in ("params", "loss"):
+    vector = "outputs" in net  # a vector-valued function: its Jacobian, not a loss's gradient
+    # without loss nor outputs, say so first: a vector spec that forgot its outputs has no params either
+    for key in () if vector else ("params", "loss") if "loss" in net else ("loss", "params"):
         if key not in net:
-            fail(f"[network] {key}", "missing key")
+            fail(f"[network] {key}", "missing key" + ("; or outputs = [...] for a vector-valued function (its Jacobian)"
+                                                      if key == "loss" else ""))
     groups = {}
     for key in ("inputs", "targets", "params", "functions"):
         names = net.get(key, [])
         if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
             fail(f"[network] {key}", "must be a list of names")
         groups[key] = names
-    loss, reduction = net["loss"], net.get("reduction", "sum")
-    if not isinstance(loss, str):
+    if vector:
+        _check_outputs(fail, net, node_texts, groups)
+    loss, reduction = net.get("loss"), net.get("reduction", "sum")
+    if not vector and not isinstance(loss, str):
         fail("[network] loss", "must be the name of a node")
     if reduction not in ("sum", "mean"):
         fail("[network] reduction", "must be 'sum' or 'mean'")
@@ -552,6 +582,17 @@ def _network_spec(raw: dict, file: str) -> Spec:
     def pick(key):
         return [symbols[n] for n in groups[key]]
 
+    if vector:
+        try:
+            function = VectorNetwork(nodes, outputs=[symbols[o] for o in net["outputs"]], params=pick("params"),
+                                     inputs=pick("inputs"), targets=pick("targets"), display=display)
+        except NetworkError as err:
+            key = _network_key(err.symbol, node_texts, None, groups)
+            fail("[network] outputs" if err.symbol is not None and err.symbol.name in net["outputs"] and
+                 key == "[network]" else key, str(err))
+        if "direction" in raw:
+            fail("[direction]", "a direction v is for the Hessian of a loss; this spec is a vector-valued function")
+        return VectorSpec(file, function, symbols, table, values, bind, display, raw)
     try:
         network = Network(
             nodes, loss=sp.Symbol(loss), params=pick("params"), inputs=pick("inputs"),
@@ -559,7 +600,62 @@ def _network_spec(raw: dict, file: str) -> Spec:
         )
     except NetworkError as err:
         fail(_network_key(err.symbol, node_texts, loss, groups), str(err))
-    return Spec(file, network, symbols, table, values, bind, display, raw)
+    direction = read_direction(raw.get("direction", {}), file, parameter_named(network.params))
+    return Spec(file, network, symbols, table, values, bind, display, raw, direction=direction)
+
+
+def read_direction(table: Mapping, file: str, parameter: Callable, prefix: str = "[direction] ") -> dict:
+    """A ``[direction]`` table (``symprop hvp``'s v): one number per parameter, by name;
+    parameters it leaves out are 0. ``parameter(name)`` gives the key of a parameter's name
+    (:func:`parameter_named` for a network's symbols) or raises ValueError saying why the
+    name is none. Anything else is a :class:`SpecError` naming the key.
+
+    >>> import sympy as sp
+    >>> w, b = sp.symbols("w b")
+    >>> read_direction({"w": 1, "b": -0.5}, "d.toml", parameter_named([w, b]))
+    {w: 1.0, b: -0.5}
+    """
+    def value_of(name, key, batch):
+        try:
+            found = parameter(name)
+        except ValueError as err:
+            raise SpecError(file, key, str(err)) from None
+        if batch:
+            raise SpecError(file, key, "one number: the direction v is not a batch")
+        return found
+
+    return read_values(table, file, value_of, prefix)
+
+
+def parameter_named(params) -> Callable:
+    """The parameter of a name among the symbols ``params``, for :func:`read_direction`."""
+    by_name = {p.name: p for p in params}
+
+    def parameter(name):
+        if name not in by_name:
+            raise ValueError(f"{name!r} is not a parameter; the direction v has one number per parameter")
+        return by_name[name]
+
+    return parameter
+
+
+def _check_outputs(fail, net: dict, node_texts: dict, groups: dict) -> None:
+    """``[network] outputs``: a non-empty list of distinct node names, instead of a loss."""
+    key = "[network] outputs"
+    if "loss" in net:
+        fail(key, "give either loss (a scalar loss) or outputs (a vector-valued function), not both")
+    if "reduction" in net:
+        fail("[network] reduction", "a vector-valued function (outputs) has no loss to reduce over a batch")
+    outputs = net["outputs"]
+    if not (isinstance(outputs, list) and outputs and all(isinstance(o, str) for o in outputs)):
+        fail(key, "must be a non-empty list of node names")
+    for o in outputs:
+        if outputs.count(o) > 1:
+            fail(key, f"{o} is listed twice")
+        if o not in node_texts:
+            declared = next((k for k in _ROLES if o in groups[k]), None)
+            role = {"inputs": "an input", "targets": "a target", "params": "a parameter"}.get(declared)
+            fail(key, f"{o} is {role}, not a node" if role else f"{o} is not a node defined in [nodes]")
 
 
 def _check_display(fail: Callable, name: str, latex: str, function: bool) -> None:
@@ -758,7 +854,7 @@ def _network_key(symbol, node_texts, loss, groups):
 # [network] and [nodes]; [values] may give numbers by mlp's names (x_1, t_1, w_1_2_1, b_1_2).
 
 _LAYERS_KEYS = ("sizes", "hidden", "output", "loss", "reduction", "seed", "batch", "functions")
-_LAYERS_TABLES = ("layers", "values", "functions", "bind")
+_LAYERS_TABLES = ("layers", "values", "functions", "bind", "direction")  # [direction]: hvp's v (symprop.matrix_hvp)
 _LAYERS_NAME = r"(x|t)_(\d+)|(w)_(\d+)_(\d+)_(\d+)|(b)_(\d+)_(\d+)"
 
 
@@ -850,7 +946,7 @@ def _read_layers(raw, file) -> Layers:
 
     for name in raw:
         if name not in _LAYERS_TABLES:
-            fail(f"[{name}]", "a [layers] spec defines its network itself: only [values], [functions] and [bind] may go with it")
+            fail(f"[{name}]", "a [layers] spec defines its network itself: only [values], [functions], [bind] and [direction] may go with it")
     table = raw["layers"]
     if not isinstance(table, dict):
         fail("[layers]", "must be a table")
