@@ -40,7 +40,7 @@ from ..hvp import RULES, HvEntry, SecondPartial
 from ..numeric import gradient
 from ..printing import LatexPrinter, latex_escape, latex_number
 from .environment import environment
-from .lines import break_lines, visible_width
+from .lines import break_lines, equation_row, visible_width
 from .prose import defined_functions, rule_sentence
 
 __all__ = ["render_hvp_solution", "hvp_context", "shown_steps", "DIFFERENCE_STEP"]
@@ -258,7 +258,7 @@ class _Document:
             parts.append([rf"\boxed{{{latex_number(self.first[symbol])}}}"])
         elif not rhs.is_Number:
             parts.append([latex_number(self.first[symbol])])
-        return _row(lhs, parts, tag, widest)
+        return equation_row(lhs, parts, ROW_WIDTH, tag=tag, widest=widest)
 
 
 def _reads_first(symbols, definitions) -> list:
@@ -285,28 +285,6 @@ def _reads_first(symbols, definitions) -> list:
 def _letter(i: int) -> str:
     """a, b, ..., z, aa, ab, ...: the label of the i-th rule stated."""
     return _letter(i // 26 - 1) + chr(ord("a") + i % 26) if i >= 26 else chr(ord("a") + i)
-
-
-def _row(lhs: str, parts: list[list[str]], tag: str = "", widest: int = 0) -> dict:
-    """One displayed equation ``lhs = part = part ...``, each part a list of lines (a sum
-    broken between its terms); parts share a line while it has room. The lines after the
-    first start with ``=`` (the next part) or ``\\quad`` (a part's continuation). ``widest``
-    is the visible width of the block's widest left-hand side, which every row's right-hand
-    side starts after."""
-    lines, width = [], ROW_WIDTH + 1
-    # the first line also holds a left-hand side wider than one fraction (two names) and the tag
-    wide = max(0, widest - 4) + (len(tag) // 2 + 1 if tag else 0)
-    for part in parts:
-        for i, piece in enumerate(part):
-            w = visible_width(piece)
-            if i == 0 and len(part) == 1 and lines and width + w + 2 <= ROW_WIDTH:
-                lines[-1] += " = " + piece
-                width += w + 2
-            else:
-                lines.append(("= " if i == 0 else r"\quad ") + piece)
-                width = w + wide
-    lines[0] = lines[0][2:]  # the first line follows "lhs &= "
-    return {"lhs": lhs, "lines": lines, "tag": tag, "breakable": len(lines) > 3}
 
 
 def _differences(result) -> list[float]:

@@ -97,3 +97,30 @@ def _factors(printer: LatexPrinter, term) -> list[str]:
 def fit(lines: list[str], width: int = LINE_WIDTH) -> list[str]:
     """Lines that cannot break (one huge factor) are set smaller rather than overflow."""
     return [rf"{{\scriptstyle {line}}}" if visible_width(line) > 1.3 * width else line for line in lines]
+
+
+def equation_row(lhs: str, parts: list[list[str]], width: int, *, tag: str = "", widest: int = 0) -> dict:
+    r"""One displayed equation ``lhs = part = part ...`` of an align block, each part a list
+    of lines (a sum broken between its terms, :func:`break_lines`). Parts share a line while
+    it has room for ``width`` visible characters; the lines after the first start with ``=``
+    (the next part) or ``\quad`` (a part's continuation). A ``tag`` at the right margin and a
+    left-hand column ``widest`` characters wide take room from every line but the first's
+    start. A row of up to three lines stays on one page; a longer one may break before an
+    ``=`` (``breakable``: unbreakable tall rows overfill the exam class's framed solutions).
+
+    >>> equation_row("y", [["a + b"], ["3"]], 64)["lines"]
+    ['a + b = 3']
+    """
+    lines, used = [], width + 1
+    wide = max(0, widest - 4) + (len(tag) // 2 + 1 if tag else 0)
+    for part in parts:
+        for i, piece in enumerate(part):
+            w = visible_width(piece)
+            if i == 0 and len(part) == 1 and lines and used + w + 2 <= width:
+                lines[-1] += " = " + piece
+                used += w + 2
+            else:
+                lines.append(("= " if i == 0 else r"\quad ") + piece)
+                used = w + wide
+    lines[0] = lines[0][2:]  # the first line follows "lhs &= "
+    return {"lhs": lhs, "lines": lines, "tag": tag, "breakable": len(lines) > 3}

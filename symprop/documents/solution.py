@@ -36,7 +36,7 @@ from ..printing import LatexPrinter, latex_number, latex_softmax
 from .environment import environment
 from .figures import network_figure
 from .plots import gradient_flow_remark
-from .lines import break_lines, fit, visible_width
+from .lines import break_lines, equation_row, fit, visible_width
 from .prose import (
     collapse_tags, collapse_words, defined_functions, method_intro, names, rule_sentence, step_sentence, step_title,
 )
@@ -792,23 +792,7 @@ def _groups(steps) -> list[tuple]:
 
 
 def _row(lhs: str, parts: list[list[str]]) -> dict:
-    """One displayed equation ``lhs = part = part ...``, each part a list of lines (a sum
-    broken between its terms). Parts share a line while it has room: the lines after the
-    first start with ``=`` (the next part) or ``\\quad`` (a part's continuation)."""
-    lines, width = [], ROW_WIDTH + 1
-    for part in parts:
-        for i, piece in enumerate(part):
-            w = visible_width(piece)
-            if i == 0 and len(part) == 1 and lines and width + w + 2 <= ROW_WIDTH:
-                lines[-1] += " = " + piece
-                width += w + 2
-            else:
-                lines.append(("= " if i == 0 else r"\quad ") + piece)
-                width = w
-    lines[0] = lines[0][2:]  # the first line follows "lhs &= "
-    # a row of up to three lines stays on one page; a longer one may break before an "="
-    # (unbreakable tall rows overfill the exam class's framed solutions)
-    return {"lhs": lhs, "lines": lines, "breakable": len(lines) > 3}
+    return equation_row(lhs, parts, ROW_WIDTH)
 
 
 def _pairs(definitions) -> list[list[dict]] | None:
