@@ -60,7 +60,7 @@ from .printing import SpecPrinter, latex_number, rule_text, text, text_chain
 
 __all__ = [
     "R", "Direction", "SecondPartial", "HvEntry", "HvpDerivation", "HvpResult", "Hessian",
-    "derive_hvp", "hvp", "hessian", "second_partial", "RULES",
+    "derive_hvp", "hvp", "hessian", "second_partial", "reads_first", "RULES",
 ]
 
 # The rules of the steps, in the words the documents and the JSON use.
@@ -533,7 +533,8 @@ class _Compiled:
         if any(isinstance(f, F.GenericFunction) for _, e in exprs for f in F.subexpressions([e])):
             raise NumericError("a generic function has no numbers until it is bound to an activation "
                                "(--bind g=tanh, or [bind] g = \"tanh\" in the spec)")
-        order = _dependency_order(exprs)
+        defined_as = dict(exprs)
+        order = [(symbol, defined_as[symbol]) for symbol in reads_first([symbol for symbol, _ in exprs], defined_as)]
         self.defined = tuple(symbol for symbol, _ in order)
         defined = set(self.defined)
         self.args = tuple(sorted({a for _, e in order for a in e.free_symbols if a not in defined},
@@ -567,12 +568,13 @@ class _Compiled:
         return numbers
 
 
-def _dependency_order(exprs):
-    """``(symbol, expr)`` pairs reordered so that each comes after the symbols it reads (the
-    steps state a sum first and explain its parts after it, as a hand computation does)."""
-    defined = dict(exprs)
+def reads_first(symbols, definitions) -> list:
+    """``symbols`` reordered so that each comes after those among them its definition (in
+    ``definitions``) reads: the steps state a sum first and its parts after it, as a hand
+    computation does; numbers, and a document's rows, go the other way."""
+    wanted = set(symbols)
     done, order = set(), []
-    for symbol, _ in exprs:
+    for symbol in symbols:
         stack = [(symbol, False)]
         while stack:
             s, expanded = stack.pop()
@@ -580,11 +582,11 @@ def _dependency_order(exprs):
                 continue
             if expanded:
                 done.add(s)
-                order.append((s, defined[s]))
+                order.append(s)
                 continue
             stack.append((s, True))
-            stack += [(a, False) for a in sorted(defined[s].free_symbols, key=lambda a: a.name)
-                      if a in defined and a not in done]
+            reads = [a for a in definitions[s].free_symbols if a in wanted and a not in done]
+            stack += [(a, False) for a in sorted(reads, key=symbols.index, reverse=True)]
     return order
 
 

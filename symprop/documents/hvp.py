@@ -36,7 +36,7 @@ import numpy as np
 import sympy as sp
 
 from .. import functions as fn
-from ..hvp import RULES, HvEntry, SecondPartial
+from ..hvp import RULES, HvEntry, SecondPartial, reads_first
 from ..numeric import gradient
 from ..printing import LatexPrinter, latex_escape, latex_number
 from .environment import environment
@@ -237,7 +237,7 @@ class _Document:
         """The section's steps that are shown (local partials are in their node's block),
         each after the rows of the section it reads."""
         symbols = [s.lhs for s in steps if s.lhs in self.shown and s.rule not in _LOCAL_RULES]
-        return self._rows([[s] for s in _reads_first(symbols, self.shown)])
+        return self._rows([[s] for s in reads_first(symbols, self.shown)])
 
     def _rows(self, named, tags=None) -> list[dict]:
         """The rows of one aligned block: for each list of names (a symmetric second partial
@@ -259,27 +259,6 @@ class _Document:
         elif not rhs.is_Number:
             parts.append([latex_number(self.first[symbol])])
         return equation_row(lhs, parts, ROW_WIDTH, tag=tag, widest=widest)
-
-
-def _reads_first(symbols, definitions) -> list:
-    """``symbols`` reordered so that each comes after those among them its definition reads
-    (the derivation states a sum first and its parts after it; numbers go the other way)."""
-    wanted = set(symbols)
-    done, order = set(), []
-    for symbol in symbols:
-        stack = [(symbol, False)]
-        while stack:
-            s, expanded = stack.pop()
-            if s in done:
-                continue
-            if expanded:
-                done.add(s)
-                order.append(s)
-                continue
-            stack.append((s, True))
-            reads = [a for a in definitions[s].free_symbols if a in wanted and a not in done]
-            stack += [(a, False) for a in sorted(reads, key=symbols.index, reverse=True)]
-    return order
 
 
 def _letter(i: int) -> str:
