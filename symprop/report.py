@@ -386,14 +386,20 @@ def _json_MatrixGradient(result) -> dict:
 
 def _text_MatrixGradient(result) -> str:
     lines = [f"loss E = {_plain(result.loss):.10g}  (batch of {result.batch})", ""]
-    named = result.named()
-    width = max(len(k) for k in named) + 6
+    return "\n".join(lines + _matrix_lines({f"dE/d{k}": g for k, g in result.named().items()}))
+
+
+def _matrix_lines(named) -> list[str]:
+    """One line a matrix (its label, shape, norm and largest entry), then its rows when it
+    has at most MAX_SHOWN entries."""
+    width = max(len(k) for k in named) + 2
+    lines = []
     for k, g in named.items():
-        lines.append(f"dE/d{k}".ljust(width) + f"{g.shape[0]}×{g.shape[1]}  "
+        lines.append(k.ljust(width) + f"{g.shape[0]}×{g.shape[1]}  "
                      f"norm {_plain(np.linalg.norm(g)):.6g}  max |entry| {_plain(np.abs(g).max()):.6g}")
         if g.size <= MAX_SHOWN:
             lines += ["    " + "  ".join(f"{_plain(x):>11.6g}" for x in row) for row in g]
-    return "\n".join(lines)
+    return lines
 
 
 
@@ -434,14 +440,7 @@ def _text_MatrixHvp(result) -> str:
     lines += ["", "R backward (one sample):"]
     lines += [_format_step(s) for s in h.steps]
     lines += ["", f"loss E = {_plain(result.loss):.10g}  (batch of {result.batch})", ""]
-    named = result.named()
-    width = max(len(k) for k in named) + 13
-    for k, g in named.items():
-        lines.append(f"(H v) for {k}".ljust(width) + f"{g.shape[0]}×{g.shape[1]}  "
-                     f"norm {_plain(np.linalg.norm(g)):.6g}  max |entry| {_plain(np.abs(g).max()):.6g}")
-        if g.size <= MAX_SHOWN:
-            lines += ["    " + "  ".join(f"{_plain(x):>11.6g}" for x in row) for row in g]
-    return "\n".join(lines)
+    return "\n".join(lines + _matrix_lines({f"(H v) for {k}": g for k, g in result.named().items()}))
 
 
 def _checkpoint_record(result) -> dict:
