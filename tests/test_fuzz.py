@@ -89,8 +89,8 @@ def _often(*choices, rare=()):
 
 
 VERBS = {
-    "nodes": ["derive", "solve", "grade", "grad", "check", "step", "flow", "exam"],
-    "layers": ["derive", "solve", "grad", "check", "step", "flow"],
+    "nodes": ["derive", "solve", "grade", "grad", "check", "step", "flow", "exam", "hvp", "hessian"],
+    "layers": ["derive", "solve", "grad", "check", "step", "flow", "hvp"],
     "family": ["exam"],
 }
 
@@ -133,6 +133,14 @@ def _verb_arguments(data, spec: Path, text: str, out: Path) -> list[str]:
         argv += ["--lr", data.draw(_often("0.1", "0.5", rare=["nan", "1e400", "-1", "0", "x"]), label="lr"),
                  "--steps", data.draw(_often("1", "3", rare=["0", "-2", str(2**70)]), label="steps")]
         argv += data.draw(_often([], rare=[["--batch-size", "1"], ["--seed", "-1"], ["--only", "nosuch*"]]), label="step options")
+    if verb in ("hvp", "hessian"):
+        argv += ["--format", "json"]
+    if verb == "hvp":
+        pairs = f"{params[0]}=1" + (f",{params[-1]}=-0.5" if len(params) > 1 else "")
+        argv += data.draw(_often([], ["--v", "random"], ["--v", pairs],
+                                 rare=[["--v", "nosuch=1"], ["--v", f"{params[0]}=1e400"], ["--v", f"{params[0]}=nan"],
+                                       ["--v", "/nonexistent"], ["--v", str(spec)], ["--v", "random", "--seed", "-1"]]),
+                          label="hvp options")
     if verb == "exam":
         argv += ["-o", str(out / "exam")]
         if _kind(text) == "family":
