@@ -173,8 +173,6 @@ def _solve_extras(args, spec=None) -> dict:
     """The keywords of --update/--lr and --check/--epsilon for render_solution, checked: a
     learning rate that is a positive number, a step between 0 and 1, a network spec with
     [values] (the sections are numbers); else one line, exit status 2."""
-    import math
-
     if args.lr is not None and not args.update:
         raise UsageError("--lr is the learning rate of --update; add --update")
     if args.update and (args.lr is None or not (math.isfinite(args.lr) and args.lr > 0)):
@@ -887,7 +885,6 @@ def _run_circuit(args, out):
 def _at_values(text, functions) -> dict:
     """``x=-2,y=5`` as {"x": -2.0, "y": 5.0}, in the order given."""
     import keyword
-    import math
 
     values = {}
     for item in text.split(","):
@@ -1068,14 +1065,14 @@ def _run_solve_hvp(args, out):
     if args.pdf and args.fragment:
         raise UsageError("--pdf needs a standalone document; leave out --fragment")
     _check_output(args)
-    loaded = _load(args.spec, Spec, Layers)
-    if isinstance(loaded, Layers):
+    spec = _load(args.spec, Spec, Layers)
+    if isinstance(spec, Layers):
         raise UsageError(f"{args.spec}: solve --hvp takes a spec with [nodes]; for a [layers] spec, "
                          "`symprop hvp SPEC --format latex` writes the matrix form")
-    args.values, args.verb = None, "solve"
-    spec, values, bind = _numeric_setup(args)
-    args.v = None
-    result = hvp(spec.network, values, _scalar_direction(args, spec), bind=bind)
+    if not spec.direction:
+        raise UsageError(f"{spec.file}: no direction v: solve --hvp takes the spec's [direction] table "
+                         "(`symprop hvp SPEC --v ... --format latex` takes any)")
+    result = hvp(spec.network, dict(spec.values), dict(spec.direction), bind=_bindings(spec, args.bind))
     return _emit(args, _hvp_document(result, args.title, standalone=not args.fragment), out)
 
 

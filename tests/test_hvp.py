@@ -558,3 +558,11 @@ def test_a_second_derivative_that_overflows_is_one_line(tmp_path, capsys):
 def test_a_title_is_escaped_in_the_worked_solution(capsys):
     status, out, _ = _run(["hvp", str(EXAMPLE), "--format", "latex", "--title", r"50% & \input{/etc/passwd}"], capsys)
     assert status == 0 and r"\input{/etc/passwd}" not in out and r"50\% \&" in out
+
+
+def test_solve_hvp_without_a_direction_table_is_one_line(tmp_path, capsys):
+    spec = tmp_path / "d.toml"
+    spec.write_text(EXAMPLE.read_text().split("\n[direction]\n")[0] + "\n")
+    status, out, err = _run(["solve", str(spec), "--hvp"], capsys)
+    assert status == 2 and out == "" and err.count("\n") == 1
+    assert "no direction v: solve --hvp takes the spec's [direction] table" in err
