@@ -134,7 +134,7 @@ def test_the_explanation_compiles_and_states_the_trade_off(tmp_path, k, capsys):
     body = tex.read_text()
     if k == "4":
         assert "memory holds $264$ forward numbers instead of $696$ (38\\%)" in body
-        assert "layers 1--3, 5--7, 9--11, 13--15 are evaluated twice: $12$ extra layer evaluations" in body
+        assert "layers 1--3, 5--7, 9--11 and 13--15 are evaluated twice: $12$ extra layer evaluations" in body
     if shutil.which("pdftotext"):
         import subprocess
 

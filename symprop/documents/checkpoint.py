@@ -32,15 +32,24 @@ def _count(n: int) -> str:
 
 
 def _layers_text(layers) -> str:
-    """``1, 2, 4--6``: layer numbers, runs shortened."""
+    """``1, 2 and 4--6``: layer numbers for prose, runs of three or more shortened."""
     out, run = [], []
     for l in list(layers) + [None]:
         if run and (l is None or l != run[-1] + 1):
-            out.append(str(run[0]) if len(run) == 1 else f"{run[0]}, {run[1]}" if len(run) == 2 else f"{run[0]}--{run[-1]}")
+            out.extend(map(str, run) if len(run) <= 2 else [f"{run[0]}--{run[-1]}"])
             run = []
         if l is not None:
             run.append(l)
-    return ", ".join(out) or "none"
+    if not out:
+        return "none"
+    return out[0] if len(out) == 1 else ", ".join(out[:-1]) + " and " + out[-1]
+
+
+def _span(first: int, last: int) -> str:
+    r"""``9, 8, 7`` or ``9, \dots, 6``: the layers from ``first`` to ``last`` (either direction), as math."""
+    step = 1 if last >= first else -1
+    numbers = list(range(first, last + step, step))
+    return ", ".join(map(str, numbers)) if len(numbers) <= 3 else f"{first}, \\dots, {last}"
 
 
 def _multiply_adds(d: MatrixDerivation, batch: int, layers) -> int:
@@ -70,9 +79,10 @@ def checkpoint_context(d: MatrixDerivation, result: CheckpointedGradient, *, tit
     for start, end in reversed(plan.segments):
         recompute = list(range(start + 1, end)) if start != last else []
         segments.append({
-            "start": start, "end": end, "steps": f"{end}" if end == start + 1 else f"{end}, \\dots, {start + 1}",
-            "needs": f"{start}" if end - 1 == start else f"{start}, \\dots, {end - 1}",
+            "start": start, "end": end, "steps": _span(end, start + 1), "needs": _span(start, end - 1),
+            "single": end == start + 1,
             "recompute": _layers_text(recompute) if recompute else "",
+            "recompute_count": len(recompute),
             "from_input": start == 0,
         })
     options = sorted({1, 2, 3, 4, plan.every, max(1, round(L ** 0.5)), L} | set(range(1, min(L, MAX_K_ROWS) + 1)))
@@ -93,6 +103,7 @@ def checkpoint_context(d: MatrixDerivation, result: CheckpointedGradient, *, tit
         "every": plan.every,
         "batch": batch,
         "checkpoints": _layers_text(plan.checkpoints),
+        "checkpoint_count": len(plan.checkpoints),
         "rows": rows if L <= MAX_TABLE_LAYERS else [],
         "segments": segments,
         "stored": _count(result.stored_values),

@@ -40,7 +40,7 @@ from ..hvp import RULES, HvEntry, SecondPartial, reads_first
 from ..numeric import gradient
 from ..printing import LatexPrinter, latex_escape, latex_number
 from .environment import environment
-from .lines import break_lines, equation_row, visible_width
+from .lines import break_lines, break_sum, equation_row, visible_width
 from .prose import defined_functions, rule_sentence
 
 __all__ = ["render_hvp_solution", "hvp_context", "shown_steps", "DIFFERENCE_STEP"]
@@ -145,7 +145,8 @@ class _Document:
         net, d, result, printer = self.net, self.derivation, self.result, self.printer
         math_of = printer.doprint
         given = [f"{math_of(s)} = {latex_number(self.first[s])}" for s in net.leaves if s in self.first]
-        nodes = [{"name": math_of(k), "lines": break_lines(printer, net.nodes[k], product=True),
+        # a definition as SymPy writes it (1/2 over the square, not a factor (1/2) of its own)
+        nodes = [{"name": math_of(k), "lines": break_sum(printer, net.nodes[k]),
                   "value": latex_number(self.first[k])} for k in net.order]
         rows = [{"name": math_of(p), "gradient": latex_number(result.gradient[p]),
                  "v": latex_number(result.direction[p]), "hv": latex_number(result.hvp[p]),

@@ -24,6 +24,7 @@ from .matrix import ONE_LOSS, bmatrix, number
 __all__ = ["render_matrix_hvp", "matrix_hvp_context", "describe"]
 
 MAX_LINE_CHARACTERS = 60  # a longer sum breaks between its terms, one a line
+MAX_TAGGED_CHARACTERS = 40  # a broken sum's first term, if longer, starts below its tag (else the tag is pushed down between the terms)
 MAX_SHOWN_ENTRIES = 12
 MAX_PAIR_EMS = 30  # a direction block and its H v block side by side, at most this wide  # rows or columns of a matrix shown entry by entry
 DIFFERENCE_STEP = 1e-5  # the step of the central-difference cross-check
@@ -46,7 +47,10 @@ def _shape(lhs, sizes) -> str:
     return rf"\mathbb{{R}}^{{{rows} \times {cols}}}"
 
 
-def _why(step) -> str:
+def _why(step, loss: str | None = None) -> str:
+    if step.rule == "R of elementwise f" and loss is not None and step.because[:1] == (loss,):
+        # R{g} = h ⊙ R{a^L}: the loss's own second derivative, which the "loss gradient" rule names h
+        return f"{R_RULES['R of the loss gradient'].title}, {latex_escape(loss.replace('_', ' '))}"
     rule = R_RULES.get(step.rule)
     title = rule.title if rule is not None else latex_escape(step.rule)  # the first-order "loss gradient"
     if step.rule in ("R of elementwise f", "R of the delta recursion", "loss gradient") and step.because:
@@ -54,12 +58,13 @@ def _why(step) -> str:
     return title
 
 
-def _row(step, names, sizes) -> dict:
+def _row(step, names, sizes, loss: str | None = None) -> dict:
     """One step: its left side, its right side as lines (a sum breaks between its terms)."""
     whole = latex(step.rhs, names)
     long = _visible(whole) > MAX_LINE_CHARACTERS and isinstance(step.rhs, sp.MatAdd)
     lines = [latex(t, names) for t in step.rhs.args] if long else [whole]
-    return {"lhs": latex(step.lhs, names), "lines": lines, "shape": _shape(step.lhs, sizes), "why": _why(step)}
+    return {"lhs": latex(step.lhs, names), "lines": lines, "shape": _shape(step.lhs, sizes), "why": _why(step, loss),
+            "alone": long and _visible(lines[0]) > MAX_TAGGED_CHARACTERS}
 
 
 def _visible(tex: str) -> int:
@@ -98,10 +103,10 @@ def matrix_hvp_context(result: MatrixHvp, *, title=None, standalone=True) -> dic
         "standalone": standalone,
         "description": describe(d),
         "rules": [r for r in R_RULES.values() if r.name in used or r.name == "R is a derivative"],
-        "forward": [_row(s, names, sizes) for s in h.forward],
-        "steps": [_row(s, names, sizes) for s in h.steps],
+        "forward": [_row(s, names, sizes, d.net.loss.name) for s in h.forward],
+        "steps": [_row(s, names, sizes, d.net.loss.name) for s in h.steps],
         "all_shapes": sorted({_shape(s.lhs, sizes) for s in h.forward + h.steps}),
-        "all_whys": sorted({_why(s) for s in h.forward + h.steps}),
+        "all_whys": sorted({_why(s, d.net.loss.name) for s in h.forward + h.steps}),
         "loss": number(result.loss),
         "batch": result.batch,
         "mean": d.net.reduction == "mean",
