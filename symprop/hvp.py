@@ -214,8 +214,16 @@ def _second(net: Network, of, wrt, by) -> _Second:
                 aux = Network({top: first}, loss=top, params=leaves)
             lp = local_partial(aux, top, by, in_outputs=False)
             outputs = {e: k for k, e in net.nodes.items() if isinstance(e, sp.Function)}
-            memo[key] = _Second(lp.expr, _in_outputs(lp.display, outputs, {}), lp.because)
+            memo[key] = _Second(lp.expr, _common_factors_out(_in_outputs(lp.display, outputs, {})), lp.because)
     return memo[key]
+
+
+def _common_factors_out(expr):
+    """A second partial with the factors its terms share taken out, when that is shorter: the
+    product rule leaves o(1 - o)w²(1 - o) - o(1 - o)w²o, a hand derivation writes
+    o(1 - o)(1 - 2o)w²."""
+    factored = sp.factor_terms(expr)
+    return factored if sp.count_ops(factored) < sp.count_ops(expr) else expr
 
 
 def _in_outputs(expr, outputs, memo):
