@@ -34,7 +34,7 @@ Hv  (R-operator, direction v_w)
   ∂²E/∂h² = 1    [second local partial]
   (Hv)_w = R{dE/dh}*∂h/∂w + dE/dh*R{∂h/∂w}    [Hessian-vector product]
   R{∂h/∂w} = ∂²h/∂w²*v_w    [R of a local partial]
-  ∂²h/∂w² = h*(1 - h)*x**2*(1 - h) - h*(1 - h)*x**2*h    [second local partial: multiply: the other factor; ...]
+  ∂²h/∂w² = h*x**2*(1 - h)*(1 - 2*h)    [second local partial: multiply: the other factor; ...]
 >>> r = hvp(net, {"x": 1.0, "t": 1.0, "w": 0.0}, {"w": 1.0})
 >>> round(r.hvp[w], 6)
 0.0625
