@@ -391,7 +391,7 @@ class HvpDerivation:
             elif step.rule == "second local partial":
                 out[step.lhs] = _second(self.network, step.lhs.of, step.lhs.wrt, step.lhs.by).expr
             else:
-                out[step.lhs] = step.rhs.doit() if step.rhs.has(sp.Derivative) else sp.sympify(step.rhs)
+                out[step.lhs] = step.rhs.doit() if step.rhs.has(sp.Derivative) else step.rhs
         return out
 
     def resolved(self, expr) -> sp.Expr:
@@ -412,7 +412,9 @@ class HvpDerivation:
             memo[e] = r
             return r
 
-        return go(sp.sympify(expr))
+        if not isinstance(expr, sp.Basic):  # text is never parsed here (spec.parse_expression reads text)
+            raise TypeError(f"resolved takes a SymPy expression, not {type(expr).__name__}")
+        return go(expr)
 
     def along(self, v=None) -> dict:
         """Each ``(Hv)_w`` resolved (in node values, leaves and ``v``), with ``v`` (parameter

@@ -49,7 +49,7 @@ import sympy as sp
 
 from . import functions as fn
 from .derive import Partial, derive, local_partial
-from .graph import Network, NetworkError, display_name
+from .graph import Network, NetworkError
 from .numeric import NumericError, gradient
 
 __all__ = ["VectorNetwork", "Jacobian", "JacobianFactor", "Layer", "JacobianValues", "jacobian", "jacobian_at"]
@@ -114,20 +114,21 @@ class VectorNetwork:
                           display=self.display)
         return net, seeds
 
+    # the leaves, the symbols and names are every output's network's: the first one answers
     @property
     def leaves(self) -> tuple[sp.Symbol, ...]:
-        return self.inputs + self.targets + self.params
+        return self.networks[self.outputs[0]].leaves
 
     @property
     def symbols(self) -> tuple[sp.Symbol, ...]:
-        return self.leaves + self.order
+        return self.networks[self.outputs[0]].symbols
 
     def symbol(self, name: str) -> sp.Symbol:
         """The symbol called ``name``; a clear error if there is none."""
         return self.networks[self.outputs[0]].symbol(name)
 
     def display_name(self, symbol: sp.Symbol) -> str:
-        return self.display.get(symbol) or display_name(symbol.name)
+        return self.networks[self.outputs[0]].display_name(symbol)
 
     def default_wrt(self) -> tuple[sp.Symbol, ...]:
         """What the Jacobian is taken with respect to when nobody says: the inputs (seed 000's
